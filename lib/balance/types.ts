@@ -1,0 +1,37 @@
+/**
+ * The balancer contract (after grpc-js's picker and HAProxy's lb_ops): a picker is an immutable
+ * snapshot built once per usable backend set; the pool rebuilds it whenever that set changes and
+ * swaps one reference. Pickers never see sockets, timers or health.
+ */
+
+/** One usable backend as the balancer sees it. */
+export interface BalanceEntry {
+  /** Stable identity that hashing algorithms hash: the backend's canonical `host:port`. */
+  readonly name: string
+  /** Positive integer weight (1..256). */
+  readonly weight: number
+  /** Index of this backend's counter in the pool-owned `active` array. */
+  readonly slot: number
+}
+
+export interface Picker {
+  /**
+   * Returns an index into the `entries` the picker was built from, or -1 when every entry is
+   * excluded (or there are none). `hash` is the connection's key hash (see hash.ts), computed
+   * once per connection; non-hashing algorithms ignore it. `exclude` holds entry indices already
+   * tried for this connection (a retry after a refused connect); hashing algorithms then walk on
+   * deterministically from the key's position so retries are stable too.
+   */
+  pick(hash: number, exclude?: ReadonlySet<number> | null): number
+}
+
+export interface Algorithm {
+  /** True when the same key maps to the same backend while the set is stable. */
+  readonly hashed: boolean
+  /**
+   * `entries` may arrive in any order: hashing algorithms sort by name first, so the mapping
+   * depends only on the set of (name, weight). `active` is the pool's live per-backend active
+   * connection counts, indexed by `slot`; only load-aware algorithms read it.
+   */
+  createPicker(entries: readonly BalanceEntry[], active: Int32Array): Picker
+}

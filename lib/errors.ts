@@ -1,0 +1,85 @@
+/**
+ * Errors are values with stable codes (after undici's lib/core/errors.js): one class per
+ * failure family, a `code` that scripts and log queries can rely on, and a message that reads
+ * as one line for people. `fields()` gives the same facts to pino.
+ */
+export type ErrorCode =
+  | 'L4LB_ERR_CONFIG'
+  | 'L4LB_ERR_ADDRESS'
+  | 'L4LB_ERR_LISTEN'
+  | 'L4LB_ERR_NO_BACKEND'
+  | 'L4LB_ERR_CONNECT_TIMEOUT'
+  | 'L4LB_ERR_CONNECT'
+  | 'L4LB_ERR_PROXY_HEADER'
+  | 'L4LB_ERR_RESOLVE'
+
+export class L4lbError extends Error {
+  readonly code: ErrorCode
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options)
+    this.name = 'L4lbError'
+    this.code = code
+  }
+
+  fields(): { code: ErrorCode; err: string } {
+    return { code: this.code, err: this.message }
+  }
+}
+
+/**
+ * A bad flag or config value. `key` is what the user typed (`--backend`, `services[0].listen`),
+ * `value` what they gave; the message names both so the line alone says what to fix.
+ */
+export class ConfigError extends L4lbError {
+  readonly key: string
+  readonly value: unknown
+  constructor(key: string, value: unknown, problem: string) {
+    super('L4LB_ERR_CONFIG', `${key} ${JSON.stringify(value)}: ${problem}`)
+    this.name = 'ConfigError'
+    this.key = key
+    this.value = value
+  }
+}
+
+export class AddressError extends L4lbError {
+  constructor(value: string, problem: string) {
+    super('L4LB_ERR_ADDRESS', `${JSON.stringify(value)}: ${problem}`)
+    this.name = 'AddressError'
+  }
+}
+
+export class ListenError extends L4lbError {
+  constructor(address: string, problem: string, cause?: unknown) {
+    super('L4LB_ERR_LISTEN', `cannot listen on ${address}: ${problem}`, { cause })
+    this.name = 'ListenError'
+  }
+}
+
+export class NoBackendError extends L4lbError {
+  constructor(service: string) {
+    super('L4LB_ERR_NO_BACKEND', `service ${service}: no usable backend`)
+    this.name = 'NoBackendError'
+  }
+}
+
+export class ProxyHeaderError extends L4lbError {
+  readonly reason: string
+  constructor(reason: string, detail: string) {
+    super('L4LB_ERR_PROXY_HEADER', `PROXY header ${reason}: ${detail}`)
+    this.name = 'ProxyHeaderError'
+    this.reason = reason
+  }
+}
+
+export class ResolveError extends L4lbError {
+  constructor(host: string, problem: string, cause?: unknown) {
+    super('L4LB_ERR_RESOLVE', `cannot resolve ${JSON.stringify(host)}: ${problem}`, { cause })
+    this.name = 'ResolveError'
+  }
+}
+
+/** An error from Node or the OS, reduced to its code for logs and metrics labels. */
+export function errorCode(err: unknown): string {
+  if (err && typeof err === 'object' && 'code' in err && typeof err.code === 'string') return err.code
+  return 'UNKNOWN'
+}
