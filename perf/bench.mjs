@@ -476,11 +476,11 @@ async function runUdp({ opts, procs, dir, ports, cpus, l4lbBin }) {
           add(`${w}.p99`, t.id, res.p99Us);
           line = `${Math.round(res.rtPerSec)} round trips/s, p50 ${res.p50Us} us, p99 ${res.p99Us} us, lost ${res.sent - res.received}`;
         } else {
-          const delivered = (res.sent - drops) / opts.durationS;
+          const delivered = (res.sent - drops) / res.seconds;
           add(`${w}.sent`, t.id, res.msgPerSec);
           add(`${w}.main`, t.id, delivered);
           add(`${w}.drops`, t.id, drops);
-          line = `${res.msgPerSec} msg/s sent, ~${Math.round(delivered)} msg/s delivered, RcvbufErrors +${drops}`;
+          line = `${res.msgPerSec} msg/s sent, ~${Math.round(delivered)} msg/s delivered, RcvbufErrors +${drops} (${((drops / res.sent) * 100).toFixed(1)}% of sent)`;
         }
         if (Number.isFinite(cpuPct)) add(`${w}.cpu`, t.id, cpuPct);
         console.log(`  rep ${r + 1}/${opts.reps} ${w.padEnd(10)} ${t.label.padEnd(28)} ${line}${Number.isFinite(cpuPct) ? `  (proxy CPU ${Math.round(cpuPct)}%)` : ''}`);

@@ -94,11 +94,12 @@ export function parseSockperfPingPong(out) {
 
 /** sockperf throughput: one-way send rate, as the client saw it. */
 export function parseSockperfThroughput(out) {
-  const valid = /\[Valid Duration\] RunTime=([\d.]+) sec; SentMessages=(\d+); ReceivedMessages=(\d+)/.exec(out);
+  const total = /Total of (\d+) messages sent in ([\d.]+) sec/.exec(out);
   const mps = /Summary: Message Rate is (\d+) \[msg\/sec\]/.exec(out);
   const bw = /Summary: BandWidth is ([\d.]+) MBps \(([\d.]+) Mbps\)/.exec(out);
   return {
-    sent: valid ? Number(valid[2]) : NaN,
+    sent: total ? Number(total[1]) : NaN,
+    seconds: total ? Number(total[2]) : NaN,
     msgPerSec: mps ? Number(mps[1]) : NaN,
     mbps: bw ? Number(bw[2]) : NaN,
   };
@@ -107,6 +108,7 @@ export function parseSockperfThroughput(out) {
 export async function runSockperf(procs, mode, { port, durationS, msgSize, mps, cpus }) {
   const args = [mode, '-i', '127.0.0.1', '-p', String(port), '-t', String(durationS), '-m', String(msgSize)];
   if (mps) args.push(`--mps=${mps}`);
+  if (mode === 'ping-pong') args.push('--full-rtt');
   const r = await procs.run(`sockperf-${mode}`, 'sockperf', args, { cpus, timeoutMs: (durationS + 30) * 1000 });
   const out = r.stdout + r.stderr;
   const parsed = mode === 'ping-pong' ? parseSockperfPingPong(out) : parseSockperfThroughput(out);

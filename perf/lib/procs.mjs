@@ -63,6 +63,7 @@ export class ProcessSet {
   #dir;
   #procs = new Map(); // pid -> { name, child, log, exited }
   #extraPids = new Set(); // forked workers seen while running
+  #stopping = false; // set once shutdown begins: nothing new is started after that
 
   constructor(dir) {
     this.#dir = dir;
@@ -73,6 +74,7 @@ export class ProcessSet {
    * cpus: optional taskset CPU list ("1"); taskset execs, so the PID stays the same.
    */
   start(name, cmd, args, { cpus } = {}) {
+    if (this.#stopping) throw new Error(`not starting ${name}: shutting down`);
     const log = join(this.#dir, `${name}.log`);
     const fd = openSync(log, 'a');
     const [file, argv] = cpus !== undefined ? ['taskset', ['-c', String(cpus), cmd, ...args]] : [cmd, args];
@@ -92,6 +94,7 @@ export class ProcessSet {
   /** Run a client to completion, collecting its output (it is tracked while it runs). */
   run(name, cmd, args, { cpus, timeoutMs = 120_000 } = {}) {
     const [file, argv] = cpus !== undefined ? ['taskset', ['-c', String(cpus), cmd, ...args]] : [cmd, args];
+    if (this.#stopping) return Promise.resolve({ code: -1, stdout: '', stderr: 'shutting down' });
     return new Promise((resolve) => {
       const child = spawn(file, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
       let stdout = '';
@@ -124,6 +127,7 @@ export class ProcessSet {
 
   /** Graceful stop: SIGTERM our PIDs, wait up to graceMs, then SIGKILL what is left. */
   async stopAll(graceMs = 3000) {
+    this.#stopping = true;
     this.noteDescendants();
     const entries = [...this.#procs.entries()].filter(([, e]) => !e.done);
     for (const [pid] of entries) signal(pid, 'SIGTERM');
@@ -134,6 +138,7 @@ export class ProcessSet {
 
   /** Last resort, synchronous (usable from process.on('exit')). */
   killAllSync() {
+    this.#stopping = true;
     this.noteDescendants();
     for (const [pid, e] of this.#procs) if (!e.done) signal(pid, 'SIGKILL');
     for (const pid of this.#extraPids) signal(pid, 'SIGKILL');
