@@ -33,11 +33,16 @@ export class L4lbError extends Error {
 export class ConfigError extends L4lbError {
   readonly key: string
   readonly value: unknown
-  constructor(key: string, value: unknown, problem: string) {
-    super('L4LB_ERR_CONFIG', `${key} ${JSON.stringify(value)}: ${problem}`)
+  readonly problem: string
+  /** Where in the config document the value sits (for `FILE:LINE:` in `l4lb check`). */
+  readonly path: readonly (string | number)[]
+  constructor(key: string, value: unknown, problem: string, path: readonly (string | number)[] = []) {
+    super('L4LB_ERR_CONFIG', value === undefined ? `${key}: ${problem}` : `${key} ${JSON.stringify(value)}: ${problem}`)
     this.name = 'ConfigError'
     this.key = key
     this.value = value
+    this.problem = problem
+    this.path = path
   }
 }
 

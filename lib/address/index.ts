@@ -1,0 +1,176 @@
+/**
+ * Addresses as users type them and as sockets report them: `host:port` parsing and printing,
+ * canonical IP text (the form keys are hashed from), and CIDR matching for ACLs and
+ * accept-proxy trust (parsed with `ip-address`, matched as precomputed integers so a check per
+ * connection costs a few comparisons, not a parse).
+ */
+import { isIP, SocketAddress } from 'node:net'
+import { Address4, Address6 } from 'ip-address'
+import { AddressError } from '../errors.js'
+
+export interface HostPort {
+  /** IP literal (without brackets) or a hostname still to be resolved. */
+  readonly host: string
+  readonly port: number
+  /** 4 or 6 for an IP literal, 0 for a hostname. */
+  readonly family: 0 | 4 | 6
+}
+
+const HOSTNAME = /^(?=.{1,253}$)([a-zA-Z0-9_]([a-zA-Z0-9_-]{0,61}[a-zA-Z0-9])?)(\.[a-zA-Z0-9_]([a-zA-Z0-9_-]{0,61}[a-zA-Z0-9])?)*\.?$/
+
+export function parsePort(text: string): number {
+  if (!/^[0-9]{1,5}$/.test(text)) throw new AddressError(text, 'port must be 1-65535')
+  const port = Number(text)
+  if (port < 1 || port > 65535) throw new AddressError(text, 'port must be 1-65535')
+  return port
+}
+
+/**
+ * Parses `host:port`, `[v6]:port`, or `:port` (host empty: `emptyHost` is used, e.g. `::` for a
+ * listener meaning every address). Errors carry a message without the input (the caller names
+ * the flag and value).
+ */
+export function parseHostPort(text: string, emptyHost?: string): HostPort {
+  let host: string
+  let portText: string
+  if (text.startsWith('[')) {
+    const close = text.indexOf(']')
+    if (close < 0) throw new AddressError(text, 'missing "]" after IPv6 address')
+    host = text.slice(1, close)
+    if (text[close + 1] !== ':') throw new AddressError(text, 'expected ":port" after "]"')
+    portText = text.slice(close + 2)
+    if (isIP(host) !== 6) throw new AddressError(text, `"${host}" is not an IPv6 address`)
+  } else {
+    const colon = text.lastIndexOf(':')
+    if (colon < 0) throw new AddressError(text, 'expected host:port')
+    host = text.slice(0, colon)
+    portText = text.slice(colon + 1)
+    if (host.includes(':')) throw new AddressError(text, 'IPv6 addresses need brackets: [addr]:port')
+  }
+  if (portText === '') throw new AddressError(text, 'missing port')
+  const port = parsePortOr(text, portText)
+  if (host === '') {
+    if (emptyHost === undefined) throw new AddressError(text, 'missing host')
+    host = emptyHost
+  }
+  const ipFamily = isIP(host)
+  if (ipFamily === 4 || ipFamily === 6) return { host: canonicalIp(host), port, family: ipFamily }
+  if (/^[0-9.]+$/.test(host)) throw new AddressError(text, `"${host}" is not a valid IPv4 address`)
+  if (!HOSTNAME.test(host)) throw new AddressError(text, `"${host}" is not a valid hostname`)
+  return { host: host.toLowerCase(), port, family: 0 }
+}
+
+function parsePortOr(text: string, portText: string): number {
+  try {
+    return parsePort(portText)
+  } catch {
+    throw new AddressError(text, 'port must be 1-65535')
+  }
+}
+
+export function formatHostPort(host: string, port: number): string {
+  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`
+}
+
+/**
+ * Canonical text of an IP as hashed and logged: IPv4-mapped IPv6 (`::ffff:10.0.0.1`, what a
+ * dual-stack `[::]` listener reports for IPv4 clients) becomes plain IPv4, so a client hashes the
+ * same whichever listener it came through; IPv6 is lowercased and compressed.
+ * Precondition: `ip` is a valid literal (sockets and parsers only give those).
+ */
+export function canonicalIp(ip: string): string {
+  if (ip.startsWith('::ffff:') && ip.includes('.')) return ip.slice(7)
+  if (!ip.includes(':')) return ip
+  // Node's SocketAddress round-trips through inet_pton/inet_ntop: RFC 5952 text, no JS parse.
+  try {
+    const text = new SocketAddress({ address: ip, family: 'ipv6' }).address
+    return text.startsWith('::ffff:') && text.includes('.') ? text.slice(7) : text
+  } catch {
+    return ip.toLowerCase()
+  }
+}
+
+/** One parsed CIDR block, matched against canonical IP text. */
+interface Block {
+  readonly family: 4 | 6
+  /** IPv4: one 32-bit word; IPv6: four words, network order. */
+  readonly words: Uint32Array
+  readonly masks: Uint32Array
+}
+
+/** A list of CIDR blocks (`10.0.0.0/8`, `2001:db8::/32`, or single addresses). */
+export class CidrList {
+  readonly #blocks: readonly Block[]
+  readonly source: readonly string[]
+
+  constructor(cidrs: readonly string[]) {
+    this.source = cidrs
+    this.#blocks = cidrs.map(parseBlock)
+  }
+
+  get size(): number {
+    return this.#blocks.length
+  }
+
+  /** True when `ip` (any textual form, including IPv4-mapped IPv6) falls in one of the blocks. */
+  contains(ip: string): boolean {
+    const text = canonicalIp(ip)
+    const family = isIP(text)
+    if (family === 0) return false
+    const words = family === 4 ? ipv4Words(text) : ipv6Words(text)
+    for (const block of this.#blocks) {
+      if (block.family !== family) continue
+      let inside = true
+      for (let i = 0; i < words.length; i++) {
+        if (((words[i]! & block.masks[i]!) >>> 0) !== block.words[i]) {
+          inside = false
+          break
+        }
+      }
+      if (inside) return true
+    }
+    return false
+  }
+}
+
+function parseBlock(cidr: string): Block {
+  const slash = cidr.indexOf('/')
+  const ipText = slash < 0 ? cidr : cidr.slice(0, slash)
+  const family = isIP(ipText)
+  if (family !== 4 && family !== 6) throw new AddressError(cidr, 'not an IPv4 or IPv6 CIDR block')
+  const bits = family === 4 ? 32 : 128
+  let prefix = bits
+  if (slash >= 0) {
+    const prefixText = cidr.slice(slash + 1)
+    if (!/^[0-9]{1,3}$/.test(prefixText) || Number(prefixText) > bits) {
+      throw new AddressError(cidr, `prefix length must be 0-${bits}`)
+    }
+    prefix = Number(prefixText)
+  }
+  const canonical = family === 4 ? new Address4(ipText).correctForm() : new Address6(ipText).correctForm()
+  const words = family === 4 ? ipv4Words(canonical) : ipv6Words(canonical)
+  const masks = new Uint32Array(words.length)
+  for (let i = 0; i < masks.length; i++) {
+    const wordBits = Math.max(0, Math.min(32, prefix - i * 32))
+    masks[i] = wordBits === 0 ? 0 : (0xffffffff << (32 - wordBits)) >>> 0
+    words[i] = (words[i]! & masks[i]!) >>> 0
+  }
+  return { family, words, masks }
+}
+
+function ipv4Words(ip: string): Uint32Array {
+  const parts = ip.split('.')
+  const out = new Uint32Array(1)
+  out[0] = ((Number(parts[0]) << 24) | (Number(parts[1]) << 16) | (Number(parts[2]) << 8) | Number(parts[3])) >>> 0
+  return out
+}
+
+function ipv6Words(ip: string): Uint32Array {
+  const bytes = new Address6(ip).toUnsignedByteArray()
+  const padded = new Array<number>(16 - bytes.length).fill(0).concat(bytes)
+  const out = new Uint32Array(4)
+  for (let i = 0; i < 4; i++) {
+    out[i] = ((padded[i * 4]! << 24) | (padded[i * 4 + 1]! << 16) | (padded[i * 4 + 2]! << 8) | padded[i * 4 + 3]!) >>> 0
+  }
+  return out
+}

@@ -1,0 +1,170 @@
+/**
+ * The command line: flags → a Config (through lib/config, which names every bad value), then
+ * the runtime. Bad input exits 2 with one line; a runtime failure (port in use) exits 1 with one
+ * line; nothing the user typed ever produces a stack trace.
+ */
+import { createRequire } from 'node:module'
+import { Command, CommanderError, Option } from 'commander'
+import { configFromFlags, ConfigErrors, type FlagValues } from '../config/index.js'
+import { L4lbError } from '../errors.js'
+import { createLogger } from '../log/index.js'
+import { Runtime } from '../runtime/index.js'
+import { algorithmNames } from '../balance/index.js'
+import { runDemo } from './demo.js'
+
+const VERSION = (createRequire(import.meta.url)('../../../package.json') as { version: string }).version
+
+export const EXIT_USAGE = 2
+export const EXIT_RUNTIME = 1
+
+/** Thrown inside actions for a clean exit with one line. */
+export class ExitError extends Error {
+  constructor(readonly exitCode: number, message: string) {
+    super(message)
+  }
+}
+
+const collect = (value: string, previous: string[] = []): string[] => [...previous, value]
+
+const EXAMPLES = `
+Examples:
+  # PostgreSQL: clients stick to one server by source IP (Maglev), TCP checks every 2s
+  l4lb -l :5432 -b db1:5432 -b db2:5432 -b db3:5432,backup
+
+  # PostgreSQL primary only, as marked by Patroni's REST API on port 8008
+  l4lb -l :5000 -b 10.0.0.1:5432,check-port=8008 -b 10.0.0.2:5432,check-port=8008 \\
+       --check http --check-http-path /primary --on-down shutdown
+
+  # Game servers: UDP, same client IP → same server, TCP query-port checks
+  l4lb -l :27015 --protocol udp -b 10.0.0.11:27015 -b 10.0.0.12:27015 --check-port 27016
+
+  # Stateless pool with weights
+  l4lb -l 127.0.0.1:8080 -b app1:80,weight=3 -b app2:80 --balance least-conn
+`
+
+function addRunOptions(cmd: Command): Command {
+  return cmd
+    .option('-l, --listen <[host]:port>', 'address to listen on, repeatable (":5432" = every address)', collect)
+    .option('-b, --backend <host:port[,weight=N][,backup][,check-port=N]>', 'backend server, repeatable', collect)
+    .option('--protocol <tcp|udp|tcp,udp>', 'protocol to balance (default tcp)')
+    .addOption(new Option('-a, --balance <algorithm>', 'balancing algorithm (default consistent = Maglev)').choices(algorithmNames))
+    .option('--hash-key <src-ip|src-ip-port>', 'what hashing algorithms hash (default src-ip)')
+    .option('--proxy-protocol <none|v1|v2>', 'send a PROXY protocol header to backends')
+    .option('--accept-proxy <cidr,...>', 'accept PROXY headers from these source CIDRs, repeatable', collect)
+    .option('--check <tcp|send-expect|http|none>', 'health check type (default tcp)')
+    .option('--check-interval <duration>', 'time between checks (default 2s)')
+    .option('--check-timeout <duration>', 'check timeout (default 1s)')
+    .option('--rise <n>', 'consecutive passing checks to mark a backend up (default 2)')
+    .option('--fall <n>', 'consecutive failing checks to mark a backend down (default 3)')
+    .option('--check-port <port>', 'probe this port instead of the service port')
+    .option('--check-send <bytes>', 'send-expect: bytes to send (text with \\r\\n escapes, or 0xHEX)')
+    .option('--check-expect <bytes>', 'send-expect: expected reply prefix, repeatable for alternatives', collect)
+    .option('--check-http-path <path>', 'http check: path to GET (default /)')
+    .option('--check-http-status <status>', 'http check: expected status, e.g. 200 or 2xx (default 2xx)')
+    .option('--check-send-proxy', 'send a PROXY v2 LOCAL header on check connections')
+    .option('--fast-interval <duration>', 'check interval while a state is changing')
+    .option('--down-interval <duration>', 'check interval while a backend is down')
+    .option('--on-down <keep|shutdown>', 'what happens to connections of a backend marked down (default keep)')
+    .option('--connect-timeout <duration>', 'backend connect timeout (default 5s)')
+    .option('--idle-timeout <duration>', 'close connections idle this long, 0 = never (default 1h)')
+    .option('--retries <n>', 'other backends to try when a connect fails (default 2)')
+    .option('--max-conns <n>', 'concurrent connections per service, 0 = unlimited (default 0)')
+    .option('--drain-timeout <duration>', 'on SIGTERM, wait this long for connections (default 30s)')
+    .option('--backlog <n>', 'listen backlog (default 4096)')
+    .option('--reuse-port', 'set SO_REUSEPORT on listeners (Node >= 22.12)')
+    .option('--name <name>', 'service name in logs and metrics (default "default")')
+    .option('--log-level <level>', 'trace|debug|info|warn|error|silent (default info)')
+    .option('--log-format <json|pretty>', 'log format (default json)')
+}
+
+export function buildProgram(): Command {
+  const program = new Command('l4lb')
+  program
+    .description('An L4 (TCP/UDP) load balancer: consistent hashing, health checks, PROXY protocol.')
+    .version(VERSION, '-V, --version')
+    .exitOverride()
+    .configureOutput({
+      outputError: (str, write) => write(`l4lb: ${str.replace(/^error: /, '').trim()}\n`),
+    })
+    .showSuggestionAfterError(true)
+
+  addRunOptions(program.command('run', { isDefault: true }).description('run the load balancer (the default command)'))
+    .addHelpText('after', EXAMPLES)
+    .action(async (opts: FlagValues) => runCommand(opts))
+
+  program
+    .command('demo')
+    .description('start three local echo backends and a balancer in front of them')
+    .option('-p, --port <port>', 'port for the balancer (default: any free port)', '0')
+    .addOption(new Option('-a, --balance <algorithm>', 'balancing algorithm').choices(algorithmNames).default('round-robin'))
+    .action(async (opts: { port: string; balance: string }) => runDemo(opts))
+
+  program.addHelpText('after', EXAMPLES)
+  return program
+}
+
+async function runCommand(opts: FlagValues): Promise<void> {
+  if (!opts.listen || opts.listen.length === 0) throw new ExitError(EXIT_USAGE, '--listen: at least one listen address is required (e.g. -l :5432)')
+  const config = configFromFlags(opts)
+  const { logger, flush } = createLogger(config.log)
+  const runtime = await Runtime.start(config, logger)
+  installSignals(runtime, flush, config.services[0]?.drainTimeoutMs ?? 30_000)
+}
+
+/** SIGTERM/SIGINT: drain gracefully; a second signal exits at once. */
+export function installSignals(runtime: Runtime, flush: () => void, drainTimeoutMs: number): void {
+  let stopping = false
+  const onSignal = (signal: NodeJS.Signals): void => {
+    if (stopping) {
+      runtime.logger.warn({ signal }, 'second signal: exiting now')
+      flush()
+      process.exit(1)
+    }
+    stopping = true
+    runtime.logger.info({ signal, active: runtime.activeConnections, drainTimeoutMs }, 'stopping: draining connections')
+    runtime.stop(drainTimeoutMs).then(
+      () => {
+        runtime.logger.info('stopped')
+        flush()
+        process.exit(0)
+      },
+      (err: unknown) => {
+        runtime.logger.error({ err }, 'error while stopping')
+        flush()
+        process.exit(1)
+      },
+    )
+  }
+  process.on('SIGTERM', onSignal)
+  process.on('SIGINT', onSignal)
+}
+
+export async function main(argv: readonly string[]): Promise<void> {
+  const program = buildProgram()
+  try {
+    await program.parseAsync(argv as string[])
+  } catch (err) {
+    process.exitCode = exitFor(err)
+  }
+}
+
+function exitFor(err: unknown): number {
+  if (err instanceof CommanderError) {
+    // Commander already printed its message (help and version exit 0).
+    return err.exitCode === 0 ? 0 : EXIT_USAGE
+  }
+  if (err instanceof ExitError) {
+    process.stderr.write(`l4lb: ${err.message}\n`)
+    return err.exitCode
+  }
+  if (err instanceof ConfigErrors) {
+    process.stderr.write(`l4lb: ${err.errors[0]?.message ?? err.message}\n`)
+    return EXIT_USAGE
+  }
+  if (err instanceof L4lbError) {
+    process.stderr.write(`l4lb: ${err.message}\n`)
+    return EXIT_RUNTIME
+  }
+  process.stderr.write(`l4lb: unexpected error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`)
+  return EXIT_RUNTIME
+}

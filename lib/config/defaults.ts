@@ -1,0 +1,27 @@
+/** One source of truth for every default an operator can override (DESIGN: "a default lives in config/"). */
+export const DEFAULTS = {
+  protocol: 'tcp',
+  balance: 'consistent',
+  hashKey: 'src-ip',
+  proxyProtocol: 'none',
+  connectTimeoutMs: 5_000,
+  idleTimeoutMs: 3_600_000,
+  retries: 2,
+  maxConns: 0,
+  drainTimeoutMs: 30_000,
+  onDown: 'keep',
+  /** Matches HAProxy's and nginx's habit of a deep accept queue for bursts of new connections. */
+  backlog: 4096,
+  weight: 1,
+  maxWeight: 256,
+  health: {
+    type: 'tcp',
+    intervalMs: 2_000,
+    timeoutMs: 1_000,
+    rise: 2,
+    fall: 3,
+    httpPath: '/',
+    httpStatus: '2xx',
+  },
+  log: { level: 'info', format: 'json' },
+} as const

@@ -1,0 +1,169 @@
+/**
+ * Flags (and, later, the YAML file) → one validated, typed `Config`. Nothing here opens a socket.
+ */
+import { formatHostPort } from '../address/index.js'
+import type { ConfigError } from '../errors.js'
+import { DEFAULTS } from './defaults.js'
+import { Problems, validateService, type Path } from './service.js'
+import type { Config, LogFormat, LogLevel, ServiceConfig } from './types.js'
+
+export * from './types.js'
+export { DEFAULTS } from './defaults.js'
+export { parseDuration, formatDuration } from './duration.js'
+export { Problems, validateService, parseBytes, parseBackendSpec, type Path, type KeyNamer } from './service.js'
+
+const LOG_LEVELS: readonly LogLevel[] = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']
+const LOG_FORMATS: readonly LogFormat[] = ['json', 'pretty']
+
+/** Flag names for config paths, so flag errors name the flag the user typed. */
+const FLAG_OF: Record<string, string> = {
+  listen: '--listen', backends: '--backend', protocol: '--protocol', balance: '--balance', hashKey: '--hash-key',
+  proxyProtocol: '--proxy-protocol', acceptProxy: '--accept-proxy', connectTimeout: '--connect-timeout',
+  idleTimeout: '--idle-timeout', retries: '--retries', maxConns: '--max-conns', drainTimeout: '--drain-timeout',
+  onDown: '--on-down', backlog: '--backlog', reusePort: '--reuse-port', name: '--name', admin: '--admin',
+  'health.type': '--check', 'health.interval': '--check-interval', 'health.timeout': '--check-timeout',
+  'health.rise': '--rise', 'health.fall': '--fall', 'health.port': '--check-port', 'health.send': '--check-send',
+  'health.expect': '--check-expect', 'health.httpPath': '--check-http-path', 'health.httpStatus': '--check-http-status',
+  'health.fastInterval': '--fast-interval', 'health.downInterval': '--down-interval', 'health.sendProxy': '--check-send-proxy',
+  'log.level': '--log-level', 'log.format': '--log-format',
+}
+
+export function flagName(path: Path): string {
+  const words = path.filter((p): p is string => typeof p === 'string')
+  for (let n = words.length; n > 0; n--) {
+    const flag = FLAG_OF[words.slice(0, n).join('.')]
+    if (flag) return flag
+  }
+  return words.join('.')
+}
+
+/** `services[0].backends[1].address`, the name of a key in the YAML file. */
+export function yamlKeyName(path: Path): string {
+  let out = ''
+  for (const p of path) out += typeof p === 'number' ? `[${p}]` : out === '' ? p : `.${p}`
+  return out
+}
+
+export class ConfigErrors extends Error {
+  constructor(readonly errors: readonly ConfigError[]) {
+    super(errors.map((e) => e.message).join('\n'))
+    this.name = 'ConfigErrors'
+  }
+}
+
+export interface RawConfig {
+  services?: unknown
+  admin?: unknown
+  log?: unknown
+}
+
+/**
+ * Validates a whole raw config. Returns the Config or throws ConfigErrors listing every problem.
+ * `keyOf` chooses how keys are named in messages (flags or YAML paths).
+ */
+export function validateConfig(raw: RawConfig, keyOf: (path: Path) => string, fallbackName = 'default'): Config {
+  const problems = new Problems(keyOf)
+  const servicesRaw = Array.isArray(raw.services) ? raw.services : []
+  if (!Array.isArray(raw.services) || servicesRaw.length === 0) problems.add(['services'], undefined, 'at least one service is required')
+  const services = servicesRaw
+    .map((s, i) => validateService(s, pathFor(raw, i), servicesRaw.length > 1 ? `${fallbackName}${i}` : fallbackName, problems))
+    .filter((s): s is ServiceConfig => s !== undefined)
+  checkDuplicates(services, problems, raw)
+
+  const log = (raw.log && typeof raw.log === 'object' ? raw.log : {}) as Record<string, unknown>
+  const level = log.level ?? DEFAULTS.log.level
+  if (typeof level !== 'string' || !(LOG_LEVELS as readonly string[]).includes(level)) problems.add(['log', 'level'], log.level, `must be one of ${LOG_LEVELS.join(', ')}`)
+  const format = log.format ?? DEFAULTS.log.format
+  if (typeof format !== 'string' || !(LOG_FORMATS as readonly string[]).includes(format)) problems.add(['log', 'format'], log.format, `must be one of ${LOG_FORMATS.join(', ')}`)
+
+  let admin: string | undefined
+  if (raw.admin !== undefined && raw.admin !== null && raw.admin !== false) {
+    if (typeof raw.admin !== 'string' || raw.admin === '') problems.add(['admin'], raw.admin, 'must be "host:port" or a unix socket path')
+    else admin = raw.admin
+  }
+  if (problems.list.length > 0) throw new ConfigErrors(problems.list)
+  return { services, log: { level: level as LogLevel, format: format as LogFormat }, admin }
+}
+
+function pathFor(raw: RawConfig, i: number): Path {
+  // A config built from flags has exactly one service whose keys are flags, not `services[0]`.
+  return (raw as { fromFlags?: boolean }).fromFlags ? [] : ['services', i]
+}
+
+function checkDuplicates(services: readonly ServiceConfig[], problems: Problems, raw: RawConfig): void {
+  const names = new Set<string>()
+  const bound = new Map<string, string>()
+  services.forEach((service, i) => {
+    const base = pathFor(raw, i)
+    if (names.has(service.name)) problems.add([...base, 'name'], service.name, 'duplicate service name')
+    names.add(service.name)
+    service.listen.forEach((l, j) => {
+      for (const protocol of service.protocols) {
+        const key = `${protocol}/${formatHostPort(l.host, l.port)}`
+        const other = bound.get(key)
+        if (other !== undefined) problems.add([...base, 'listen', j], formatHostPort(l.host, l.port), `duplicate listen address (${protocol}, also in service ${other})`)
+        bound.set(key, service.name)
+      }
+    })
+  })
+}
+
+/** The raw shape the CLI's flags produce for its single service. */
+export interface FlagValues {
+  listen?: string[]
+  backend?: string[]
+  protocol?: string
+  balance?: string
+  hashKey?: string
+  proxyProtocol?: string
+  acceptProxy?: string[]
+  connectTimeout?: string
+  idleTimeout?: string
+  retries?: string
+  maxConns?: string
+  drainTimeout?: string
+  onDown?: string
+  backlog?: string
+  reusePort?: boolean
+  name?: string
+  check?: string
+  checkInterval?: string
+  checkTimeout?: string
+  rise?: string
+  fall?: string
+  checkPort?: string
+  checkSend?: string
+  checkExpect?: string[]
+  checkHttpPath?: string
+  checkHttpStatus?: string
+  checkSendProxy?: boolean
+  fastInterval?: string
+  downInterval?: string
+  admin?: string
+  logLevel?: string
+  logFormat?: string
+}
+
+export function serviceFromFlags(f: FlagValues): Record<string, unknown> {
+  const health: Record<string, unknown> = {
+    type: f.check, interval: f.checkInterval, timeout: f.checkTimeout, rise: f.rise, fall: f.fall, port: f.checkPort,
+    send: f.checkSend, expect: f.checkExpect, httpPath: f.checkHttpPath, httpStatus: f.checkHttpStatus,
+    fastInterval: f.fastInterval, downInterval: f.downInterval, sendProxy: f.checkSendProxy,
+  }
+  const service: Record<string, unknown> = {
+    name: f.name, listen: f.listen, backends: f.backend, protocol: f.protocol, balance: f.balance, hashKey: f.hashKey,
+    proxyProtocol: f.proxyProtocol, acceptProxy: f.acceptProxy, connectTimeout: f.connectTimeout,
+    idleTimeout: f.idleTimeout, retries: f.retries, maxConns: f.maxConns, drainTimeout: f.drainTimeout,
+    onDown: f.onDown, backlog: f.backlog, reusePort: f.reusePort, health: dropUndefined(health),
+  }
+  return dropUndefined(service)
+}
+
+function dropUndefined(o: Record<string, unknown>): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined))
+}
+
+export function configFromFlags(f: FlagValues): Config {
+  const raw = { services: [serviceFromFlags(f)], admin: f.admin, log: { level: f.logLevel, format: f.logFormat }, fromFlags: true }
+  return validateConfig(raw, flagName)
+}

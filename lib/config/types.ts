@@ -1,0 +1,71 @@
+import type { HostPort } from '../address/index.js'
+
+export type Protocol = 'tcp' | 'udp'
+export type HashKey = 'src-ip' | 'src-ip-port'
+export type ProxyProtocolVersion = 'none' | 'v1' | 'v2'
+export type CheckType = 'tcp' | 'send-expect' | 'http' | 'none'
+export type LogFormat = 'json' | 'pretty'
+export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent'
+export type OnDown = 'keep' | 'shutdown'
+
+export interface BackendConfig {
+  /** Canonical `host:port` as configured; the name hashing algorithms hash. */
+  readonly name: string
+  readonly host: string
+  readonly port: number
+  readonly family: 0 | 4 | 6
+  readonly weight: number
+  readonly backup: boolean
+  readonly checkPort: number | undefined
+}
+
+export interface HealthConfig {
+  readonly type: CheckType
+  readonly intervalMs: number
+  readonly timeoutMs: number
+  readonly rise: number
+  readonly fall: number
+  readonly fastIntervalMs: number | undefined
+  readonly downIntervalMs: number | undefined
+  readonly port: number | undefined
+  readonly send: Buffer | undefined
+  readonly expect: readonly Buffer[] | undefined
+  readonly httpPath: string
+  readonly httpStatus: string
+  readonly sendProxy: boolean
+}
+
+export interface ServiceConfig {
+  readonly name: string
+  readonly listen: readonly HostPort[]
+  readonly protocols: readonly Protocol[]
+  readonly balance: string
+  readonly hashKey: HashKey
+  readonly proxyProtocol: ProxyProtocolVersion
+  /** CIDR blocks whose PROXY headers are believed; empty = accept-proxy off. */
+  readonly acceptProxy: readonly string[]
+  readonly connectTimeoutMs: number
+  /** 0 = no idle timeout. */
+  readonly idleTimeoutMs: number
+  readonly retries: number
+  /** 0 = unlimited. */
+  readonly maxConns: number
+  readonly drainTimeoutMs: number
+  readonly onDown: OnDown
+  readonly backlog: number
+  readonly reusePort: boolean
+  readonly health: HealthConfig
+  readonly backends: readonly BackendConfig[]
+}
+
+export interface LogConfig {
+  readonly level: LogLevel
+  readonly format: LogFormat
+}
+
+export interface Config {
+  readonly services: readonly ServiceConfig[]
+  readonly log: LogConfig
+  /** `host:port` or a unix socket path; undefined = no admin endpoint. */
+  readonly admin: string | undefined
+}

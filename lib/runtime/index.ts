@@ -1,0 +1,83 @@
+/**
+ * Process life: builds pools and services from a Config, binds listeners, and stops them
+ * gracefully (stop accepting, let connections finish up to the drain timeout, close the rest).
+ */
+import type { Logger } from 'pino'
+import type { Config, ServiceConfig } from '../config/index.js'
+import { Pool, type StateChange } from '../pool/index.js'
+import { TcpService } from '../tcp/service.js'
+import { resolveBackends } from './resolve.js'
+
+export class Runtime {
+  readonly config: Config
+  readonly logger: Logger
+  readonly pools: Pool[] = []
+  readonly tcp: TcpService[] = []
+
+  private constructor(config: Config, logger: Logger) {
+    this.config = config
+    this.logger = logger
+  }
+
+  static async start(config: Config, logger: Logger): Promise<Runtime> {
+    const runtime = new Runtime(config, logger)
+    try {
+      for (const service of config.services) await runtime.#startService(service)
+    } catch (err) {
+      await runtime.stop(0)
+      throw err
+    }
+    return runtime
+  }
+
+  async #startService(service: ServiceConfig): Promise<void> {
+    const addresses = await resolveBackends(service.backends)
+    const pool = new Pool({
+      name: service.name,
+      balance: service.balance,
+      backends: service.backends,
+      addresses,
+      initiallyUp: true,
+    })
+    pool.onStateChange(this.#logStateChange)
+    this.pools.push(pool)
+    if (service.protocols.includes('tcp')) {
+      const tcp = new TcpService(service, pool, this.logger)
+      this.tcp.push(tcp)
+      await tcp.listen()
+      this.logger.info(
+        { service: service.name, listen: tcp.addresses().map((a) => `${a.host}:${a.port}`), balance: service.balance, backends: service.backends.map((b) => b.name) },
+        'listening',
+      )
+    }
+  }
+
+  readonly #logStateChange = (change: StateChange): void => {
+    const fields = { service: change.pool, backend: change.backend.name, from: change.from, to: change.to, reason: change.reason, lastError: change.lastError }
+    if (change.to === 'down') this.logger.warn(fields, 'backend state changed')
+    else this.logger.info(fields, 'backend state changed')
+  }
+
+  get activeConnections(): number {
+    return this.tcp.reduce((n, s) => n + s.activeConnections, 0)
+  }
+
+  /**
+   * Stops accepting, waits up to `drainTimeoutMs` for connections to finish, then closes the rest.
+   */
+  async stop(drainTimeoutMs: number): Promise<void> {
+    await Promise.all(this.tcp.map((s) => s.stopAccepting()))
+    const idle = Promise.all(this.tcp.map((s) => s.whenIdle()))
+    let timer: NodeJS.Timeout | undefined
+    const timeout = new Promise<'timeout'>((resolve) => {
+      timer = setTimeout(() => resolve('timeout'), drainTimeoutMs)
+    })
+    const outcome = await Promise.race([idle.then(() => 'idle' as const), timeout])
+    clearTimeout(timer)
+    if (outcome === 'timeout') {
+      this.logger.warn({ active: this.activeConnections }, 'drain timeout: closing remaining connections')
+      for (const s of this.tcp) s.closeAll('shutdown')
+      await idle
+    }
+  }
+}

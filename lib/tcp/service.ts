@@ -1,0 +1,326 @@
+/**
+ * The TCP data path of one service (DESIGN: listener → admit → key → pick → connect → header →
+ * splice → close). Policy — which backend, whether it is usable — is the pool's; this file only
+ * moves connections along those stages.
+ */
+import net, { type Server, type Socket } from 'node:net'
+import type { Logger } from 'pino'
+import { canonicalIp, formatHostPort, type HostPort } from '../address/index.js'
+import { keyHash } from '../balance/index.js'
+import type { ServiceConfig } from '../config/index.js'
+import { errorCode, ListenError } from '../errors.js'
+import { RateLimitedLog } from '../log/rate-limit.js'
+import type { Backend, Pool, StateChange } from '../pool/index.js'
+import { splice, type CloseReason, type SpliceHandle, type SpliceResult } from './splice.js'
+
+/** Errors that say our own process or host is short of something, not that the backend failed. */
+const LOCAL_ERRORS = new Set(['EMFILE', 'ENFILE', 'ENOBUFS', 'ENOMEM', 'EADDRNOTAVAIL'])
+
+/** Feature-detected: Node ≥ 22.12 / 23.1 accept `reusePort` in server.listen(). */
+export const HAS_REUSE_PORT = (() => {
+  const [major = 0, minor = 0] = process.versions.node.split('.').map(Number)
+  return major > 23 || (major === 23 && minor >= 1) || (major === 22 && minor >= 12)
+})()
+
+export interface TcpStats {
+  accepted: number
+  /** Connections reset before the accept callback ran (no remote address): counted, dropped. */
+  earlyResets: number
+  rejectedMaxConns: number
+  noBackend: number
+  connectFailures: number
+  retries: number
+  closed: number
+}
+
+export type TcpCloseReason = CloseReason | 'no-backend' | 'connect-failed' | 'max-conns'
+
+export class TcpService {
+  readonly name: string
+  readonly pool: Pool
+  readonly #config: ServiceConfig
+  readonly #logger: Logger
+  readonly #servers: Server[] = []
+  readonly #connections = new Set<TcpConnection>()
+  readonly #acceptErrors: RateLimitedLog
+  readonly stats: TcpStats = { accepted: 0, earlyResets: 0, rejectedMaxConns: 0, noBackend: 0, connectFailures: 0, retries: 0, closed: 0 }
+  #closedListeners: Array<() => void> = []
+
+  constructor(config: ServiceConfig, pool: Pool, logger: Logger) {
+    this.name = config.name
+    this.pool = pool
+    this.#config = config
+    this.#logger = logger.child({ service: config.name, proto: 'tcp' })
+    this.#acceptErrors = new RateLimitedLog(this.#logger)
+    pool.onStateChange(this.#onBackendState)
+  }
+
+  get activeConnections(): number {
+    return this.#connections.size
+  }
+
+  get config(): ServiceConfig {
+    return this.#config
+  }
+
+  /** The addresses actually bound (port 0 resolved), in listen order. */
+  addresses(): HostPort[] {
+    return this.#servers.map((s) => {
+      const a = s.address() as net.AddressInfo
+      return { host: a.address, port: a.port, family: a.family === 'IPv6' ? 6 : 4 }
+    })
+  }
+
+  async listen(): Promise<void> {
+    for (const address of this.#config.listen) this.#servers.push(await this.#bind(address))
+  }
+
+  async #bind(address: HostPort): Promise<Server> {
+    const server = net.createServer({ pauseOnConnect: true, allowHalfOpen: true, noDelay: true }, this.#onConnection)
+    const options: net.ListenOptions & { reusePort?: boolean } = { host: address.host, port: address.port, backlog: this.#config.backlog }
+    if (address.host === '::') options.ipv6Only = false
+    if (this.#config.reusePort && HAS_REUSE_PORT) options.reusePort = true
+    try {
+      await listenOnce(server, options)
+    } catch (err) {
+      const code = errorCode(err)
+      // `:port` means every address; on a host without IPv6 that is 0.0.0.0.
+      if (address.host === '::' && (code === 'EAFNOSUPPORT' || code === 'EADDRNOTAVAIL')) {
+        return this.#bind({ host: '0.0.0.0', port: address.port, family: 4 })
+      }
+      throw new ListenError(formatHostPort(address.host, address.port), listenProblem(code), err)
+    }
+    server.on('error', this.#onServerError)
+    return server
+  }
+
+  /** Stops accepting; established connections go on. Resolves when the listeners are closed. */
+  async stopAccepting(): Promise<void> {
+    await Promise.all(this.#servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))))
+  }
+
+  /** Hands the bound listening sockets over (reload) instead of closing them. */
+  servers(): readonly Server[] {
+    return this.#servers
+  }
+
+  /** Ends every connection now, e.g. when the drain timeout runs out. */
+  closeAll(reason: CloseReason): void {
+    for (const c of this.#connections) c.abort(reason)
+  }
+
+  /** Resolves when no connection is left (or at once if none). */
+  whenIdle(): Promise<void> {
+    if (this.#connections.size === 0) return Promise.resolve()
+    return new Promise((resolve) => this.#closedListeners.push(resolve))
+  }
+
+  readonly #onServerError = (err: NodeJS.ErrnoException): void => {
+    // EMFILE/ENFILE on accept: libuv already accepted-and-closed the pending connection with its
+    // reserve fd; the server keeps listening. Say so, once a second at most.
+    this.#acceptErrors.warn({ code: err.code, active: this.#connections.size }, 'accept failed')
+  }
+
+  readonly #onConnection = (client: Socket): void => {
+    const remote = client.remoteAddress
+    if (remote === undefined) {
+      // Reset before we got here (health checkers, impatient clients): nothing to serve.
+      this.stats.earlyResets++
+      client.on('error', ignore)
+      client.destroy()
+      return
+    }
+    this.stats.accepted++
+    const maxConns = this.#config.maxConns
+    if (maxConns > 0 && this.#connections.size >= maxConns) {
+      this.stats.rejectedMaxConns++
+      client.on('error', ignore)
+      client.destroy()
+      this.#logger.debug({ client: formatHostPort(remote, client.remotePort ?? 0), reason: 'max-conns' }, 'connection refused')
+      return
+    }
+    const ip = canonicalIp(remote)
+    const port = client.remotePort ?? 0
+    const key = this.#config.hashKey === 'src-ip' ? ip : `${ip}:${port}`
+    const connection = new TcpConnection(this, client, ip, port, keyHash(key))
+    this.#connections.add(connection)
+    connection.start()
+  }
+
+  readonly #onBackendState = (change: StateChange): void => {
+    if (change.to !== 'down' || this.#config.onDown !== 'shutdown') return
+    for (const c of this.#connections) if (c.backend === change.backend) c.abort('backend-down')
+  }
+
+  /** Called by a connection once, when both sockets are closed. */
+  connectionFinished(connection: TcpConnection, reason: TcpCloseReason, result: SpliceResult | undefined): void {
+    this.#connections.delete(connection)
+    this.stats.closed++
+    const backend = connection.backend
+    if (backend && result) this.pool.connectionClosed(backend, result.bytesFromClient, result.bytesFromBackend)
+    this.#logger.info(
+      {
+        client: formatHostPort(connection.clientIp, connection.clientPort),
+        backend: backend?.name ?? null,
+        bytesIn: result?.bytesFromClient ?? 0,
+        bytesOut: result?.bytesFromBackend ?? 0,
+        durationMs: Date.now() - connection.startedAt,
+        attempts: connection.attempts,
+        reason,
+      },
+      'connection closed',
+    )
+    if (this.#connections.size === 0 && this.#closedListeners.length > 0) {
+      const listeners = this.#closedListeners
+      this.#closedListeners = []
+      for (const l of listeners) l()
+    }
+  }
+
+  /** connect stage: returns true when the failure was the backend's (a passive observation). */
+  connectFailed(backend: Backend, code: string): boolean {
+    this.stats.connectFailures++
+    backend.lastError = code
+    if (LOCAL_ERRORS.has(code)) {
+      this.#acceptErrors.warn({ code, backend: backend.name }, 'cannot open a connection to a backend')
+      return false
+    }
+    this.pool.observeConnectFailure(backend, code)
+    return true
+  }
+}
+
+/** One client connection from accept to close. Holds no closures beyond its bound handlers. */
+class TcpConnection {
+  readonly #service: TcpService
+  readonly #client: Socket
+  readonly clientIp: string
+  readonly clientPort: number
+  readonly #hash: number
+  readonly startedAt = Date.now()
+  backend: Backend | undefined
+  attempts = 0
+  #upstream: Socket | undefined
+  #tried: Set<number> | null = null
+  #splice: SpliceHandle | undefined
+  #aborted: CloseReason | undefined
+
+  constructor(service: TcpService, client: Socket, ip: string, port: number, hash: number) {
+    this.#service = service
+    this.#client = client
+    this.clientIp = ip
+    this.clientPort = port
+    this.#hash = hash
+    client.on('error', ignore)
+  }
+
+  start(): void {
+    this.#connectNext()
+  }
+
+  abort(reason: CloseReason): void {
+    if (this.#splice) {
+      this.#splice.abort(reason)
+      return
+    }
+    // Still connecting: stop the attempt; the client is closed by #finish.
+    this.#aborted = reason
+    this.#upstream?.destroy()
+    this.#finish(reason)
+  }
+
+  #connectNext(): void {
+    const service = this.#service
+    const backend = service.pool.pick(this.#hash, this.#tried)
+    if (!backend) {
+      if (this.attempts === 0) service.stats.noBackend++
+      this.#finish(this.attempts === 0 ? 'no-backend' : 'connect-failed')
+      return
+    }
+    if (this.attempts > 0) service.stats.retries++
+    this.attempts++
+    this.backend = backend
+    const upstream = net.connect({ host: backend.address, port: backend.port, allowHalfOpen: true, noDelay: true })
+    this.#upstream = upstream
+    // Before the connect completes the socket has no activity, so its idle timer is the
+    // connect timeout; it is switched off once connected.
+    upstream.setTimeout(service.config.connectTimeoutMs)
+    upstream.once('connect', this.#onConnect)
+    upstream.once('timeout', this.#onConnectTimeout)
+    upstream.once('error', this.#onConnectError)
+  }
+
+  readonly #onConnect = (): void => {
+    const upstream = this.#upstream!
+    upstream.setTimeout(0)
+    upstream.removeListener('timeout', this.#onConnectTimeout)
+    upstream.removeListener('error', this.#onConnectError)
+    const backend = this.backend!
+    this.#service.pool.connectionOpened(backend)
+    this.#splice = splice(this.#client, upstream, { idleTimeoutMs: this.#service.config.idleTimeoutMs }, this.#onSpliceDone)
+  }
+
+  readonly #onConnectTimeout = (): void => {
+    this.#connectFailed('timeout')
+  }
+
+  readonly #onConnectError = (err: NodeJS.ErrnoException): void => {
+    this.#connectFailed(err.code ?? 'error')
+  }
+
+  #connectFailed(code: string): void {
+    const upstream = this.#upstream!
+    upstream.removeListener('connect', this.#onConnect)
+    upstream.removeListener('timeout', this.#onConnectTimeout)
+    upstream.removeListener('error', this.#onConnectError)
+    upstream.on('error', ignore)
+    upstream.destroy()
+    this.#upstream = undefined
+    if (this.#aborted) return
+    const backend = this.backend!
+    this.#service.connectFailed(backend, code)
+    // The client is still paused: nothing it sent has been read, so trying another backend
+    // loses no byte.
+    if (this.attempts <= this.#service.config.retries) {
+      ;(this.#tried ??= new Set()).add(backend.id)
+      this.#connectNext()
+      return
+    }
+    this.#finish('connect-failed')
+  }
+
+  readonly #onSpliceDone = (result: SpliceResult): void => {
+    this.#service.connectionFinished(this, result.reason, result)
+  }
+
+  #finish(reason: TcpCloseReason): void {
+    this.#client.destroy()
+    this.#service.connectionFinished(this, reason, undefined)
+  }
+}
+
+function ignore(): void {}
+
+function listenOnce(server: Server, options: net.ListenOptions): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onError = (err: Error): void => reject(err)
+    server.once('error', onError)
+    server.listen(options, () => {
+      server.removeListener('error', onError)
+      resolve()
+    })
+  })
+}
+
+function listenProblem(code: string): string {
+  switch (code) {
+    case 'EADDRINUSE':
+      return 'address already in use'
+    case 'EACCES':
+      return 'permission denied (ports below 1024 need root or CAP_NET_BIND_SERVICE)'
+    case 'EADDRNOTAVAIL':
+      return 'address not available on this host'
+    default:
+      return code
+  }
+}
