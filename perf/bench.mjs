@@ -213,6 +213,11 @@ export function orderFor(list, r) {
   return r % 2 ? rotated.reverse() : rotated;
 }
 
+/** 1, 5 and 15 minute load averages. */
+function loadAvg() {
+  return readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).map(Number);
+}
+
 function procPids(pid) {
   return [pid, ...descendants(pid)];
 }
@@ -250,9 +255,14 @@ async function main() {
     });
   }
   const cpus = opts.pin ? { client: 0, proxy: 1, backend: undefined } : {};
+  const loadStart = loadAvg();
+  if (loadStart[0] > availableParallelism() * 0.5) {
+    console.warn(`perf: warning: load average ${loadStart.join(' ')} on ${availableParallelism()} CPUs before starting; other work on this box will add noise`);
+  }
   try {
     const run = opts.mode === 'udp' ? runUdp : runTcp;
     const report = await run({ opts, procs, dir, ports: new PortPool(), cpus, l4lbBin });
+    report.load = { start: loadStart, end: loadAvg() };
     await cleanup();
     finish(opts, report);
   } catch (e) {
@@ -318,6 +328,7 @@ async function runTcp({ opts, procs, dir, ports, cpus, l4lbBin }) {
       const a = await startL4lb(procs, 'l4lb-http', l4lbBin, { listen: t.http, backends: web }, cpus.proxy);
       const b = await startL4lb(procs, 'l4lb-bulk', l4lbBin, { listen: t.bulk, backends: [iperf] }, cpus.proxy);
       t.pids.push(a.pid, b.pid);
+      t.names = ['http', 'bulk'];
     }
     targets.push(t);
   }
@@ -373,7 +384,12 @@ async function runTcp({ opts, procs, dir, ports, cpus, l4lbBin }) {
           add(`${w}.main`, t.id, res.gbps);
           line = `${res.gbps.toFixed(2)} Gbit/s, ${res.retransmits} retransmits`;
         }
-        if (Number.isFinite(cpuPct)) add(`${w}.cpu`, t.id, cpuPct);
+        if (Number.isFinite(cpuPct)) {
+          add(`${w}.cpu`, t.id, cpuPct);
+          // Work per proxy CPU-second: far less sensitive than raw rates to other load on a shared box.
+          const main = samples[`${w}.main`][t.id].at(-1);
+          if (Number.isFinite(main) && cpuPct > 0) add(`${w}.eff`, t.id, main / (cpuPct / 100));
+        }
         console.log(`  rep ${r + 1}/${opts.reps} ${w.padEnd(9)} ${t.label.padEnd(28)} ${line}${Number.isFinite(cpuPct) ? `  (proxy CPU ${Math.round(cpuPct)}%)` : ''}`);
         // Let TIME_WAIT and backlog settle after connection churn before the next target.
         await sleep(w === 'close' ? 1500 : 300);
@@ -382,7 +398,13 @@ async function runTcp({ opts, procs, dir, ports, cpus, l4lbBin }) {
   }
 
   const rss = {};
-  for (const t of targets) if (t.pids.length) rss[t.id] = [peakRssMb(t.pids)];
+  const rssDetail = [];
+  for (const t of targets) {
+    if (!t.pids.length) continue;
+    rss[t.id] = [peakRssMb(t.pids)];
+    const each = t.pids.map((p, i) => `${t.names ? `${t.names[i]} ` : ''}${peakRssMb([p]).toFixed(1)}`);
+    rssDetail.push(`${t.label} ${each.join(' / ')} MB`);
+  }
 
   const label = { keepalive: 'keep-alive', close: 'Connection: close', 'bulk-up': 'bulk client→server', 'bulk-down': 'bulk server→client (-R)' };
   const rows = [];
@@ -395,6 +417,10 @@ async function runTcp({ opts, procs, dir, ports, cpus, l4lbBin }) {
     }
   }
   for (const w of workloads) rows.push({ id: `${w}.cpu`, label: `proxy CPU during ${label[w]}`, unit: '% of one core', better: null, kind: 'pct', values: samples[`${w}.cpu`] ?? {} });
+  for (const w of workloads) {
+    const per = spec[w].kind === 'wrk' ? (w === 'close' ? 'conn' : 'req') : 'Gbit/s';
+    rows.push({ id: `${w}.eff`, label: `${label[w]} · per proxy CPU-second`, unit: spec[w].kind === 'wrk' ? `${per}/s per core` : 'Gbit/s per core', better: 'higher', kind: spec[w].kind === 'wrk' ? 'int' : 'gbps', values: samples[`${w}.eff`] ?? {} });
+  }
   rows.push({ id: 'rss', label: 'peak RSS over the run (VmHWM, largest process)', unit: 'MB', better: null, kind: 'mb', values: rss });
 
   const goals = [
@@ -409,7 +435,9 @@ async function runTcp({ opts, procs, dir, ports, cpus, l4lbBin }) {
     'HAProxy: mode tcp, maxconn 4000; the headline column runs nbthread 1 because l4lb is one Node thread; "default threads" is informational.',
     'nginx stream: worker_processes 1, proxy_pass to the same upstreams.',
     `wrk -t1 -c${opts.connections} -d${opts.durationS}s --latency (close adds -H 'Connection: close'); iperf3 -P 1 -t ${opts.durationS} (down adds -R).`,
-    ids.includes('l4lb') ? 'l4lb: one process per listener (HTTP: 2 backends round-robin; bulk: 1 backend); RSS row shows the larger of the two.' : undefined,
+    ids.includes('l4lb') ? 'l4lb: `--check none --log-level warn`, one process per listener (HTTP: 2 backends round-robin; bulk: 1 backend); the RSS row shows the larger of the two.' : undefined,
+    `Peak RSS per process (VmHWM; nginx counts master+worker as one target, largest shown): ${rssDetail.join('; ')}.`,
+    '"per proxy CPU-second" = rate ÷ (proxy CPU time ÷ wall time), from /proc/PID/stat: how much work the proxy does per core-second it actually got, which other load on the box disturbs much less than the raw rate.',
     l4lbNote(l4lbBin),
     opts.pin ? 'Placement: wrk/iperf3 pinned to CPU 0, proxies to CPU 1 (taskset), backends unpinned; HAProxy default-threads unpinned.' : 'Placement: no CPU pinning (load generator, proxy and backends share both cores).',
   ].filter(Boolean);
@@ -538,6 +566,8 @@ function finish(opts, report) {
     `Command: \`${command}\` (as \`npm run bench${process.argv.length > 2 ? ` -- ${command.slice('perf/run '.length)}` : ''}\`)`,
     '',
     `Machine: ${m.nproc} CPUs (${m.cpu}), Linux ${m.kernel}; node ${m.node}; ${m.haproxy}; nginx ${m.nginx}; ${report.mode === 'tcp' ? `${m.wrk}; ${m.iperf3}` : `sockperf ${m.sockperf}`}. Checkout: ${m.commit}.`,
+    '',
+    `Load average (1/5/15 min) at start ${report.load.start.join(' ')}, at end ${report.load.end.join(' ')}: the harness's own processes count too (a run keeps about 2 busy), more than that is other work on the box.`,
     '',
     table,
     '',

@@ -150,6 +150,10 @@ export function l4lbArgs(bin, { listen, backends, balance = 'round-robin', proto
     '--balance',
     balance,
     ...(protocol ? ['--protocol', protocol] : []),
+    // Like the HAProxy and nginx configs here: no active health checks (they would also
+    // open stray connections to the iperf3 server, which serves one test at a time).
+    '--check',
+    'none',
     '--log-level',
     'warn',
   ];
