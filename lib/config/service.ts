@@ -122,7 +122,7 @@ function bytes(raw: unknown, path: Path, problems: Problems): Buffer | undefined
 function listenAddress(raw: unknown, path: Path, problems: Problems): HostPort | undefined {
   if (typeof raw !== 'string') return problems.add(path, raw, 'must be "[host]:port"')
   try {
-    const hp = parseHostPort(raw.trim(), '::')
+    const hp = parseHostPort(raw.trim(), '::', true)
     if (hp.family === 0 && hp.host !== 'localhost') return problems.add(path, raw, 'listen on an IP address (or ":port" for all)')
     return hp.family === 0 ? { host: '127.0.0.1', port: hp.port, family: 4 } : hp
   } catch (err) {
@@ -170,17 +170,20 @@ function backend(raw: unknown, path: Path, problems: Problems): BackendConfig | 
   } catch (err) {
     return problems.add(addressPath, typeof raw === 'string' ? raw : addressText, problemOf(err))
   }
-  const weightPath = typeof raw === 'string' ? path : [...path, 'weight']
-  const weight = integer(spec.weight, DEFAULTS.weight, 1, DEFAULTS.maxWeight, weightPath, problems)
-  return {
+  // In the flag form the user typed one string: errors quote all of it, not the piece inside.
+  const sub = typeof raw === 'string' ? new Problems(problems.keyOf) : problems
+  const at = (key: string): Path => (typeof raw === 'string' ? path : [...path, key])
+  const config: BackendConfig = {
     name: formatHostPort(hp.host, hp.port),
     host: hp.host,
     port: hp.port,
     family: hp.family,
-    weight,
-    backup: boolean(spec.backup, false, typeof raw === 'string' ? path : [...path, 'backup'], problems),
-    checkPort: port(spec.checkPort, typeof raw === 'string' ? path : [...path, 'checkPort'], problems),
+    weight: integer(spec.weight, DEFAULTS.weight, 1, DEFAULTS.maxWeight, at('weight'), sub),
+    backup: boolean(spec.backup, false, at('backup'), sub),
+    checkPort: port(spec.checkPort, at('checkPort'), sub),
   }
+  if (sub !== problems) for (const e of sub.list) problems.add(path, raw, e.problem)
+  return config
 }
 
 function health(raw: unknown, path: Path, problems: Problems): HealthConfig {
