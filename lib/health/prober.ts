@@ -402,15 +402,15 @@ export class Prober {
       }
       t.state = 'up'
       this.#noteTransition(t, now)
-      return `${t.passedChecks} consecutive ${plural(t.passedChecks, 'passed check')}`
+      return run(t.passedChecks, 'passed check')
     }
     return null
   }
 
   #downReason(t: TargetHealth): string {
     const last = `(last: ${t.lastError})`
-    if (t.passiveFailures === 0) return `${t.failedChecks} consecutive ${plural(t.failedChecks, 'failed check')} ${last}`
-    if (t.failedChecks === 0) return `${t.passiveFailures} consecutive ${plural(t.passiveFailures, 'data-path connect failure')} ${last}`
+    if (t.passiveFailures === 0) return `${run(t.failedChecks, 'failed check')} ${last}`
+    if (t.failedChecks === 0) return `${run(t.passiveFailures, 'data-path connect failure')} ${last}`
     return (
       `${t.failedChecks + t.passiveFailures} consecutive failures: ${t.failedChecks} ${plural(t.failedChecks, 'failed check')}, ` +
       `${t.passiveFailures} ${plural(t.passiveFailures, 'data-path connect failure')} ${last}`
@@ -478,6 +478,11 @@ function prune(times: number[], since: number): void {
   let i = 0
   while (i < times.length && (times[i] as number) <= since) i++
   if (i > 0) times.splice(0, i)
+}
+
+/** '1 failed check', '3 consecutive failed checks'. */
+function run(n: number, noun: string): string {
+  return n === 1 ? `1 ${noun}` : `${n} consecutive ${noun}s`
 }
 
 function plural(n: number, noun: string): string {

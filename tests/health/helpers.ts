@@ -186,10 +186,12 @@ export class TestServer {
     })
   }
 
-  close(): Promise<void> {
+  /** Resolves once the listener and every accepted socket have fully closed. */
+  async close(): Promise<void> {
+    const closing = [...this.sockets].map((socket) => new Promise((resolve) => socket.once('close', resolve)))
     for (const socket of this.sockets) socket.destroy()
-    if (!this.server.listening) return Promise.resolve()
-    return new Promise((resolve) => this.server.close(() => resolve()))
+    if (this.server.listening) closing.push(new Promise((resolve) => this.server.close(resolve)))
+    await Promise.all(closing)
   }
 }
 
