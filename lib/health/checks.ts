@@ -57,7 +57,13 @@ export const startCheck: CheckRunner = (target, options, clock) => {
     settle = resolve
   })
 
-  const socket = net.connect({ host: target.host, port, family: target.family, noDelay: true })
+  let socket: net.Socket
+  try {
+    socket = net.connect({ host: target.host, port, family: target.family, noDelay: true })
+  } catch (err) {
+    // Bad input (a port out of range) throws synchronously; it is still just a failed check.
+    return { done: Promise.resolve({ at, durationMs: 0, ok: false, error: errorCode(err) }), cancel() {} }
+  }
 
   // After a verdict the timer stays armed as a backstop for a close that hangs (a pending write).
   const timer = clock.setTimeout(() => {

@@ -260,3 +260,9 @@ t.test('invalid options are ConfigErrors naming the key and value', async (t) =>
     t.throws(() => resolveCheckOptions(options), { name: 'ConfigError', code: 'L4LB_ERR_CONFIG', message }, message)
   }
 })
+
+t.test('a target that cannot even be dialled is a failed check, not a throw', async (t) => {
+  const r = await checkOnce({ id: 1, name: 'bad', host: '127.0.0.1', port: 70000 }, resolveCheckOptions({ type: 'tcp' }), realClock)
+  t.equal(r.ok, false)
+  t.equal(r.error, 'ERR_SOCKET_BAD_PORT')
+})
