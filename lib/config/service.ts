@@ -22,7 +22,7 @@ export const SERVICE_KEYS = [
 ] as const
 export const HEALTH_KEYS = [
   'type', 'interval', 'timeout', 'rise', 'fall', 'fastInterval', 'downInterval', 'port', 'send', 'expect',
-  'httpPath', 'httpStatus', 'sendProxy',
+  'httpPath', 'httpStatus', 'sendProxy', 'flapDamping',
 ] as const
 export const BACKEND_KEYS = ['address', 'weight', 'backup', 'checkPort'] as const
 
@@ -220,7 +220,21 @@ function health(raw: unknown, path: Path, problems: Problems): HealthConfig {
     httpPath,
     httpStatus,
     sendProxy: boolean(h.sendProxy, false, [...path, 'sendProxy'], problems),
+    flapDamping: flapDamping(h.flapDamping, [...path, 'flapDamping'], problems),
   }
+}
+
+/** `"4/60s/30s"`: more than 4 up/down changes within 60s → stay passing 30s before coming up. */
+function flapDamping(raw: unknown, path: Path, problems: Problems): HealthConfig['flapDamping'] {
+  if (raw === undefined || raw === null || raw === false || raw === 'off') return undefined
+  const parts = typeof raw === 'string' ? raw.split('/') : []
+  if (parts.length !== 3) return problems.add(path, raw, 'must be "TRANSITIONS/WINDOW/HOLD", e.g. "4/60s/30s"')
+  const maxTransitions = integer(parts[0], 4, 1, 1000, path, problems)
+  const windowMs = parseDuration(parts[1]!)
+  const holdMs = parseDuration(parts[2]!)
+  if (typeof windowMs !== 'number' || windowMs <= 0) return problems.add(path, raw, `window ${JSON.stringify(parts[1])}: ${typeof windowMs === 'string' ? windowMs : 'must be more than 0'}`)
+  if (typeof holdMs !== 'number') return problems.add(path, raw, `hold ${JSON.stringify(parts[2])}: ${holdMs}`)
+  return { maxTransitions, windowMs, holdMs }
 }
 
 export function validateService(raw: unknown, path: Path, fallbackName: string, problems: Problems): ServiceConfig | undefined {
