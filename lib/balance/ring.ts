@@ -7,20 +7,27 @@
  * moves exactly the keys it owned and nothing else, and adding one back restores every key. The
  * price is memory and a binary search per pick instead of one table read.
  *
- * Point count: POINTS_PER_WEIGHT = 640 per unit of weight, so a weight-1 backend's share strays
- * by about 1/sqrt(640 · N) of the ring. Measured over 100k keys (tests/balance/ring.test.ts),
- * weights 3:2:1 land within a point of 50/33/17 and removing 1 of N backends moves about 1/N
- * of keys. When the sum would pass MAX_RING_POINTS (2^20 points, 12 MiB with the sort buffer),
- * every count is halved until it fits, keeping at least one point each; since a backend's points
- * are a prefix (i = 0, 1, ...), halving only drops points and the ring stays close to the
- * unscaled one. Only then can one backend's change move a few keys between the others.
+ * Point count: POINTS_PER_WEIGHT = 1024 per unit of weight. A backend's share of the circle
+ * strays from its weight's share by about sqrt(p(1-p) / points) (p its share): 0.85 points of
+ * percentage for one of 3 weight-1 backends, 0.15 for one of 20. Measured over 100k keys
+ * (tests/balance/ring.test.ts): 3:2:1 gives 50.0/33.1/16.9 % and removing 1 of N backends moves
+ * at most 1/N + 0.9 points of clients, all of them the removed backend's own.
+ *
+ * The ring is capped at MAX_RING_POINTS = 2^18 points (2 MiB kept, 4 MiB while building) because
+ * the pool rebuilds it on the event loop at every health change: a 2^18-point build took 90-210 ms
+ * on a busy 2-core test box (mostly hashing the point names), 2^20 four times that. The cap is
+ * 256 units of weight (256 weight-1 backends, or one of weight 256). Above it every count is
+ * divided by the smallest power of two that fits, keeping at least one point each; since a
+ * backend's points are a prefix (i = 0, 1, ...), dividing only drops points and the proportions
+ * hold. Only a change that moves the total across such a power of two can move keys between the
+ * other backends.
  */
 import { countExcluded, orderByName, validateEntries } from './entries.js'
 import { murmur3, SEED_OFFSET } from './hash.js'
 import type { Algorithm, BalanceEntry, Picker } from './types.js'
 
-export const POINTS_PER_WEIGHT = 640
-export const MAX_RING_POINTS = 2 ** 20
+export const POINTS_PER_WEIGHT = 1024
+export const MAX_RING_POINTS = 2 ** 18
 
 /** Sorting packs point · 2^21 + name rank into one double (< 2^53), so ties go to the lower name. */
 const RANK_SCALE = 2 ** 21

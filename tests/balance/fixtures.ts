@@ -83,3 +83,9 @@ export function percent(fraction: number): string {
 export function without(entries: readonly BalanceEntry[], name: string): BalanceEntry[] {
   return entries.filter((entry) => entry.name !== name)
 }
+
+/** Every backend of a small set; first, middle and last of a large one (keeps tests fast). */
+export function representatives<T>(items: readonly T[]): T[] {
+  if (items.length <= 5) return [...items]
+  return [items[0]!, items[items.length >> 1]!, items[items.length - 1]!]
+}
