@@ -10,7 +10,7 @@ export const MAX_WEIGHT = 256
 
 /**
  * Throws a RangeError naming the algorithm and the entry when the input breaks the contract:
- * a bad weight, an empty or duplicate name, or a slot outside `active`. Config validates what
+ * a bad weight, an empty or duplicate name, or (when `active` is given) a slot outside it. Config validates what
  * users type; this catches a caller's bug before it becomes a silently skewed table.
  * Duplicate names are refused because two entries with one name hash identically, so which of
  * them owns a key would depend on input order, the one thing hashing must never depend on.
@@ -18,7 +18,7 @@ export const MAX_WEIGHT = 256
 export function validateEntries(
   algorithm: string,
   entries: readonly BalanceEntry[],
-  active: Int32Array,
+  active?: Int32Array,
 ): void {
   const seen = new Set<string>()
   for (let i = 0; i < entries.length; i++) {
@@ -35,7 +35,7 @@ export function validateEntries(
         `${algorithm}: backend ${name} weight ${String(weight)} is not an integer ${MIN_WEIGHT}..${MAX_WEIGHT}`,
       )
     }
-    if (!Number.isInteger(slot) || slot < 0 || slot >= active.length) {
+    if (active && (!Number.isInteger(slot) || slot < 0 || slot >= active.length)) {
       throw new RangeError(
         `${algorithm}: backend ${name} slot ${String(slot)} is outside the active array (length ${active.length})`,
       )

@@ -19,6 +19,7 @@ const MAX_REHASH_ATTEMPTS = 8
 
 /** The weighted slot array: entry indices, each repeated weight/gcd times, in name order. */
 export function buildSlots(entries: readonly BalanceEntry[]): Int32Array {
+  validateEntries('ip-hash', entries)
   let divisor = 0
   for (const entry of entries) divisor = greatestCommonDivisor(entry.weight, divisor)
   let total = 0

@@ -47,6 +47,7 @@ export function buildMaglevTable(
   if (!isPrime(tableSize) || tableSize > MAX_TABLE_SIZE) {
     throw new RangeError(`maglev: table size ${String(tableSize)} is not a prime up to ${MAX_TABLE_SIZE}`)
   }
+  validateEntries('maglev', entries)
   if (tableSize < entries.length) {
     throw new RangeError(`maglev: table size ${tableSize} is smaller than ${entries.length} backends`)
   }
@@ -57,8 +58,9 @@ export function buildMaglevTable(
   const order = orderByName(entries)
   const weights = new Float64Array(count)
   const skips = new Float64Array(count)
-  // Each entry's next permutation position, kept reduced mod M so offset + next * skip never
-  // has to be formed (it would pass 2^53 for large tables and long runs).
+  // Each entry's next permutation position, offset + next · skip mod M, advanced by one add and
+  // compare per probe rather than recomputed: no multiply-and-modulo in the inner loop and no
+  // product to overflow (next · skip reaches M², which a 32-bit port of this would not hold).
   const positions = new Float64Array(count)
   const targets = new Float64Array(count)
   let maxWeight = 0

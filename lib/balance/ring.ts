@@ -39,7 +39,10 @@ export interface Ring {
   readonly owners: Int32Array
 }
 
-/** Virtual nodes per entry, after halving the whole ring as often as MAX_RING_POINTS requires. */
+/**
+ * Virtual nodes per entry (indexed like `entries`), after halving the whole ring as often as
+ * MAX_RING_POINTS requires. Precondition: entries passed validateEntries.
+ */
 export function vnodeCounts(entries: readonly BalanceEntry[]): Int32Array {
   let total = 0
   for (const entry of entries) total += entry.weight * POINTS_PER_WEIGHT
@@ -53,6 +56,7 @@ export function vnodeCounts(entries: readonly BalanceEntry[]): Int32Array {
 }
 
 export function buildRing(entries: readonly BalanceEntry[]): Ring {
+  validateEntries('ring', entries)
   if (entries.length >= RANK_SCALE) throw new RangeError(`ring: ${entries.length} backends is too many`)
   const order = orderByName(entries)
   const counts = vnodeCounts(entries)

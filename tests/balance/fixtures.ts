@@ -46,30 +46,31 @@ export function reversed(entries: readonly BalanceEntry[]): BalanceEntry[] {
   return [...entries].reverse()
 }
 
-/** Backend name chosen for each key (or '' for -1), so mappings compare across entry orders. */
+/**
+ * The slot of the backend chosen for each key (-1 for none). Slots are the fixtures' stable
+ * identity: they survive reordering and removal, so mappings compare across entry lists.
+ */
 export function mapKeys(
   picker: Picker,
   entries: readonly BalanceEntry[],
   hashes: Uint32Array,
   exclude?: ReadonlySet<number>,
-): string[] {
-  const names = new Array<string>(hashes.length)
+): Int32Array {
+  const slots = new Int32Array(hashes.length)
   for (let i = 0; i < hashes.length; i++) {
-    names[i] = entries[picker.pick(hashes[i] ?? 0, exclude)]?.name ?? ''
+    slots[i] = entries[picker.pick(hashes[i] ?? 0, exclude)]?.slot ?? -1
   }
-  return names
+  return slots
 }
 
-/** Fraction of keys (or picks) each backend name received. */
-export function sharesByName(names: readonly string[]): Map<string, number> {
-  const counts = new Map<string, number>()
-  for (const name of names) counts.set(name, (counts.get(name) ?? 0) + 1)
-  const shares = new Map<string, number>()
-  for (const [name, count] of counts) shares.set(name, count / names.length)
-  return shares
+/** Fraction of keys (or picks) that went to each slot. */
+export function sharesBySlot(slots: Int32Array, slotCount: number): number[] {
+  const counts = new Array<number>(slotCount).fill(0)
+  for (const slot of slots) if (slot >= 0) counts[slot]!++
+  return counts.map((count) => count / slots.length)
 }
 
-export function movedFraction(before: readonly string[], after: readonly string[]): number {
+export function movedFraction(before: Int32Array, after: Int32Array): number {
   let moved = 0
   for (let i = 0; i < before.length; i++) if (before[i] !== after[i]) moved++
   return moved / before.length

@@ -8,7 +8,7 @@ import {
   movedFraction,
   percent,
   reversed,
-  sharesByName,
+  sharesBySlot,
   weighted,
   without,
 } from './fixtures.js'
@@ -30,13 +30,12 @@ t.test('weights 3:2:1 split clients 50/33/17 within 3 points', async (t) => {
     ['10.0.0.2:5432', 2],
     ['10.0.0.3:5432', 1],
   ])
-  const shares = sharesByName(mapKeys(createPicker(entries, activeFor(entries)), entries, hashes))
+  const shares = sharesBySlot(mapKeys(createPicker(entries, activeFor(entries)), entries, hashes), 3)
   const expected = [3 / 6, 2 / 6, 1 / 6]
   entries.forEach((entry, i) => {
-    const share = shares.get(entry.name) ?? 0
-    t.ok(Math.abs(share - expected[i]!) <= 0.03, `${entry.name}: ${percent(share)}`)
+    t.ok(Math.abs(shares[i]! - expected[i]!) <= 0.03, `${entry.name}: ${percent(shares[i]!)}`)
   })
-  t.comment(`3:2:1 shares: ${entries.map((entry) => percent(shares.get(entry.name) ?? 0)).join(' / ')}`)
+  t.comment(`3:2:1 shares: ${shares.map(percent).join(' / ')}`)
 })
 
 t.test('the same backends listed in another order map every client identically', async (t) => {

@@ -9,7 +9,7 @@ import {
   movedFraction,
   percent,
   reversed,
-  sharesByName,
+  sharesBySlot,
   weighted,
   representatives,
   without,
@@ -39,7 +39,7 @@ t.test('removing one of N backends moves only its own clients, and re-adding it 
       const rest = without(entries, gone.name)
       const after = mapKeys(createPicker(rest, activeFor(entries)), rest, hashes)
       let strayed = 0
-      for (let i = 0; i < before.length; i++) if (before[i] !== gone.name && after[i] !== before[i]) strayed++
+      for (let i = 0; i < before.length; i++) if (before[i] !== gone.slot && after[i] !== before[i]) strayed++
       t.equal(strayed, 0, `N=${count} without ${gone.name}: no other backend's client moves`)
       const moved = movedFraction(before, after)
       worst = Math.max(worst, moved)
@@ -57,13 +57,12 @@ t.test('weights 3:2:1 split clients 50/33/17 within 3 points', async (t) => {
     ['10.0.0.2:5432', 2],
     ['10.0.0.3:5432', 1],
   ])
-  const shares = sharesByName(mapKeys(createPicker(entries, activeFor(entries)), entries, hashes))
+  const shares = sharesBySlot(mapKeys(createPicker(entries, activeFor(entries)), entries, hashes), 3)
   const expected = [3 / 6, 2 / 6, 1 / 6]
   entries.forEach((entry, i) => {
-    const share = shares.get(entry.name) ?? 0
-    t.ok(Math.abs(share - expected[i]!) <= 0.03, `${entry.name}: ${percent(share)}`)
+    t.ok(Math.abs(shares[i]! - expected[i]!) <= 0.03, `${entry.name}: ${percent(shares[i]!)}`)
   })
-  t.comment(`3:2:1 shares: ${entries.map((entry) => percent(shares.get(entry.name) ?? 0)).join(' / ')}`)
+  t.comment(`3:2:1 shares: ${shares.map(percent).join(' / ')}`)
 })
 
 t.test('huge weights are capped near MAX_RING_POINTS and keep their proportions', async (t) => {
@@ -72,8 +71,8 @@ t.test('huge weights are capped near MAX_RING_POINTS and keep their proportions'
   const total = counts.reduce((sum, count) => sum + count, 0)
   t.ok(total <= MAX_RING_POINTS + entries.length, `${total} points`)
   t.equal(counts[0], 2 * counts[11]!, 'weight 256 still has twice the points of weight 128')
-  const shares = sharesByName(mapKeys(createPicker(entries, activeFor(entries)), entries, hashes))
-  const heavy = entries.slice(0, 6).reduce((sum, entry) => sum + (shares.get(entry.name) ?? 0), 0)
+  const shares = sharesBySlot(mapKeys(createPicker(entries, activeFor(entries)), entries, hashes), 12)
+  const heavy = shares.slice(0, 6).reduce((sum, share) => sum + share, 0)
   t.ok(Math.abs(heavy - 2 / 3) <= 0.03, `the six weight-256 backends take ${percent(heavy)}`)
   t.equal(vnodeCounts(weighted([['10.0.0.1:5432', 1]]))[0], POINTS_PER_WEIGHT, 'small rings are not scaled')
 })
@@ -102,10 +101,10 @@ t.test('a retry that excludes a backend goes where its clients will live once it
   const rest = without(entries, gone.name)
   t.equal(movedFraction(fallbacks, mapKeys(createPicker(rest, activeFor(entries)), rest, hashes)), 0)
   t.equal(movedFraction(fallbacks, mapKeys(picker, entries, hashes, exclude)), 0, 'stable on a second try')
-  t.notOk(fallbacks.includes(gone.name), 'never the excluded backend')
+  t.notOk(fallbacks.includes(gone.slot), 'never the excluded backend')
   const two = new Set([0, 4])
   t.notOk(
-    mapKeys(picker, entries, hashes.subarray(0, 10_000), two).some((name) => name === entries[0]!.name || name === entries[4]!.name),
+    mapKeys(picker, entries, hashes.subarray(0, 10_000), two).some((slot) => slot === 0 || slot === 4),
     'two excluded backends are both avoided',
   )
   t.equal(picker.pick(hashes[0]!, new Set([0, 1, 2, 3, 4])), -1, 'all excluded')
