@@ -4,7 +4,7 @@
  * wrote it (`--connect-timeout` or `services[0].connectTimeout`) with the value.
  */
 import { parseHostPort, parsePort, CidrList, formatHostPort, type HostPort } from '../address/index.js'
-import { algorithmNames } from '../balance/index.js'
+import { algorithmNames, isBalanceName } from '../balance/index.js'
 import { ConfigError, L4lbError } from '../errors.js'
 import { DEFAULTS } from './defaults.js'
 import { parseDuration } from './duration.js'
@@ -256,7 +256,7 @@ export function validateService(raw: unknown, path: Path, fallbackName: string, 
   const protocols = PROTOCOLS[protocolText] ?? (problems.add(at('protocol'), s.protocol, 'must be tcp, udp or tcp,udp') ?? ['tcp' as const])
 
   const balance = s.balance === undefined ? DEFAULTS.balance : s.balance
-  if (typeof balance !== 'string' || !algorithmNames.includes(balance)) problems.add(at('balance'), s.balance, `must be one of ${algorithmNames.join(', ')}`)
+  if (typeof balance !== 'string' || !isBalanceName(balance)) problems.add(at('balance'), s.balance, `must be one of ${algorithmNames.join(', ')}`)
 
   const acceptProxy = list(s.acceptProxy).map(String).flatMap((c) => c.split(',')).map((c) => c.trim()).filter((c) => c !== '')
   for (const cidr of acceptProxy) {
