@@ -24,6 +24,9 @@ export interface AcceptedProxy {
  * `pauseOnConnect`). Resolves with the header and the bytes after it, leaving the socket paused
  * with no listeners of ours; or rejects with a ProxyHeaderError (`reason` is the label to log and
  * count) after destroying the socket, since §2.1 says to abort as soon as a header is invalid.
+ *
+ * On success our 'error' listener is gone too: attach yours before awaiting anything else, or a
+ * reset arriving in between is an unhandled 'error' event.
  */
 export function acceptProxy(socket: Socket, options: AcceptProxyOptions = {}): Promise<AcceptedProxy> {
   return new Promise((resolve, reject) => {
@@ -84,6 +87,8 @@ class HeaderReader {
     try {
       result = this.#parser.push(chunk)
     } catch (err) {
+      // only a bug throws anything but a ProxyHeaderError; the caller still gets it, and the
+      // connection still closes
       this.#fail(err as ProxyHeaderError)
       return
     }

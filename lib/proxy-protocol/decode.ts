@@ -117,7 +117,7 @@ export class ProxyHeaderParser {
 
   /**
    * Feeds the next chunk. Throws the ProxyHeaderError that refuses the header (and again on any
-   * later call); calling after `done` is a programming error.
+   * later call); calling after `done` is a programming error. `rest` is a view of `chunk`.
    */
   push(chunk: Buffer): ParseResult {
     if (this.#failure !== null) throw this.#failure
@@ -126,8 +126,9 @@ export class ProxyHeaderParser {
       return this.#push(chunk)
     } catch (err) {
       this.#stored = null
-      this.#failure = err instanceof ProxyHeaderError ? err : proxyError('v2-malformed', String(err))
-      throw this.#failure
+      // anything but a ProxyHeaderError is a bug here, and is left loud rather than relabelled
+      if (err instanceof ProxyHeaderError) this.#failure = err
+      throw err
     }
   }
 
@@ -174,6 +175,7 @@ export class ProxyHeaderParser {
 
   /** Keeps chunk[0, count) of a header that spans chunks, in a buffer sized to the header. */
   #stash(chunk: Buffer, count: number): void {
+    if (count === 0) return
     const need = this.#storedLength + count
     if (this.#stored === null || this.#stored.length < need) {
       const size = Math.max(need, this.#kind === KIND_V2 ? this.#v2Total || V2_HEADER_LENGTH : this.#v1Cap)
