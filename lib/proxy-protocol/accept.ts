@@ -46,8 +46,8 @@ class HeaderReader {
   readonly #reject: (err: ProxyHeaderError) => void
   readonly #timer: NodeJS.Timeout
   readonly #onData = (chunk: Buffer): void => this.#data(chunk)
-  readonly #onEnd = (): void => this.#closed()
-  readonly #onClose = (): void => this.#closed()
+  // 'end' (FIN) and 'close' (reset, or destroyed elsewhere) both mean no header is coming
+  readonly #onGone = (): void => this.#closed()
   readonly #onError = (err: Error): void => {
     const code = (err as NodeJS.ErrnoException).code ?? err.message
     this.#fail(proxyError('socket-error', `${code} after ${this.#parser.bytesSeen} header bytes`))
@@ -63,10 +63,17 @@ class HeaderReader {
     this.#socket = socket
     this.#resolve = resolve
     this.#reject = reject
-    this.#parser = new ProxyHeaderParser(options.maxV2Length === undefined ? {} : { maxV2Length: options.maxV2Length })
+    this.#parser = new ProxyHeaderParser(
+      options.maxV2Length === undefined ? {} : { maxV2Length: options.maxV2Length },
+    )
     const timeoutMs = options.timeoutMs ?? DEFAULT_HEADER_TIMEOUT_MS
     this.#timer = setTimeout(() => {
-      this.#fail(proxyError('timeout', `no complete header within ${timeoutMs} ms (${this.#parser.bytesSeen} bytes seen)`))
+      this.#fail(
+        proxyError(
+          'timeout',
+          `no complete header within ${timeoutMs} ms (${this.#parser.bytesSeen} bytes seen)`,
+        ),
+      )
     }, timeoutMs)
     this.#timer.unref()
     if (socket.destroyed || socket.readableEnded) {
@@ -74,8 +81,8 @@ class HeaderReader {
       return
     }
     socket.on('data', this.#onData)
-    socket.on('end', this.#onEnd)
-    socket.on('close', this.#onClose)
+    socket.on('end', this.#onGone)
+    socket.on('close', this.#onGone)
     socket.on('error', this.#onError)
     // pauseOnConnect leaves readableFlowing === false, which a 'data' listener does not undo
     socket.resume()
@@ -123,8 +130,8 @@ class HeaderReader {
     clearTimeout(this.#timer)
     const socket = this.#socket
     socket.removeListener('data', this.#onData)
-    socket.removeListener('end', this.#onEnd)
-    socket.removeListener('close', this.#onClose)
+    socket.removeListener('end', this.#onGone)
+    socket.removeListener('close', this.#onGone)
     socket.removeListener('error', this.#onError)
   }
 }

@@ -1,5 +1,14 @@
 import { ProxyHeaderError } from '../errors.js'
-import { AddressFamilyType, Command, IPv4ProxyAddress, IPv6ProxyAddress, TransportProtocol, V1ProxyProtocol, V2ProxyProtocol, type V2Parsed } from './codec.js'
+import {
+  AddressFamilyType,
+  Command,
+  IPv4ProxyAddress,
+  IPv6ProxyAddress,
+  TransportProtocol,
+  V1ProxyProtocol,
+  V2ProxyProtocol,
+  type V2Parsed,
+} from './codec.js'
 import {
   DEFAULT_MAX_V2_LENGTH,
   MAX_AUTHORITY_LENGTH,
@@ -44,7 +53,11 @@ const SPACE = 0x20
 const V1_PREFIX = Buffer.from('PROXY ', 'latin1')
 // The protocol token and what must follow it: TCP4/TCP6 a space, UNKNOWN a space or the CRLF
 // (checked separately, since the spec lets UNKNOWN stand alone).
-const V1_TOKENS = [Buffer.from('TCP4 ', 'latin1'), Buffer.from('TCP6 ', 'latin1'), Buffer.from('UNKNOWN', 'latin1')]
+const V1_TOKENS = [
+  Buffer.from('TCP4 ', 'latin1'),
+  Buffer.from('TCP6 ', 'latin1'),
+  Buffer.from('UNKNOWN', 'latin1'),
+]
 const TCP4 = 0
 const TCP6 = 1
 const UNKNOWN = 2
@@ -207,7 +220,8 @@ export class ProxyHeaderParser {
     switch (pos) {
       case 12:
         if (b >> 4 !== 2) throw proxyError('v2-bad-version', `version ${b >> 4}, only 2 exists`)
-        if ((b & 0x0f) > 1) throw proxyError('v2-bad-command', `command ${b & 0x0f} is neither LOCAL nor PROXY`)
+        if ((b & 0x0f) > 1)
+          throw proxyError('v2-bad-command', `command ${b & 0x0f} is neither LOCAL nor PROXY`)
         return false
       case 13:
         if (b >> 4 > 3) throw proxyError('v2-bad-family', `address family ${b >> 4} is not assigned`)
@@ -224,7 +238,10 @@ export class ProxyHeaderParser {
         }
         const addressLength = V2_ADDRESS_LENGTH[this.#v2Family]!
         if (length < addressLength) {
-          throw proxyError('v2-truncated-address', `length ${length} is shorter than the ${addressLength}-byte address block`)
+          throw proxyError(
+            'v2-truncated-address',
+            `length ${length} is shorter than the ${addressLength}-byte address block`,
+          )
         }
         this.#v2Total = V2_HEADER_LENGTH + length
         return length === 0
@@ -251,7 +268,8 @@ export class ProxyHeaderParser {
           this.#prevSpace = t !== UNKNOWN
         }
       }
-      if (candidates === 0) throw proxyError('v1-bad-protocol', `byte ${pos} (${hex(b)}) makes neither TCP4, TCP6 nor UNKNOWN`)
+      if (candidates === 0)
+        throw proxyError('v1-bad-protocol', `byte ${pos} (${hex(b)}) makes neither TCP4, TCP6 nor UNKNOWN`)
       this.#v1Candidates = candidates
       return false
     }
@@ -264,13 +282,16 @@ export class ProxyHeaderParser {
     if (b === LF) throw proxyError('v1-malformed', `LF at ${pos} without CR`)
     if (this.#v1Proto === UNKNOWN) {
       // §2.1: whatever follows UNKNOWN up to the CRLF is ignored; we still insist on text
-      if (pos === UNKNOWN_END && b !== SPACE && b !== CR) throw proxyError('v1-bad-protocol', `UNKNOWN is followed by ${hex(b)}`)
+      if (pos === UNKNOWN_END && b !== SPACE && b !== CR)
+        throw proxyError('v1-bad-protocol', `UNKNOWN is followed by ${hex(b)}`)
       if (b === CR) this.#prevCR = true
-      else if (b < 0x20 || b > 0x7e) throw proxyError('v1-malformed', `byte ${pos} is ${hex(b)}, not printable`)
+      else if (b < 0x20 || b > 0x7e)
+        throw proxyError('v1-malformed', `byte ${pos} is ${hex(b)}, not printable`)
       return false
     }
     if (b === CR) {
-      if (this.#spaces !== 3 || this.#prevSpace) throw proxyError('v1-malformed', `line ends at ${pos} with fields missing`)
+      if (this.#spaces !== 3 || this.#prevSpace)
+        throw proxyError('v1-malformed', `line ends at ${pos} with fields missing`)
       this.#prevCR = true
       return false
     }
@@ -283,11 +304,13 @@ export class ProxyHeaderParser {
     }
     // fields: source, destination (digits and dots for TCP4; hex, colons, dots for TCP6), ports
     const allowed = this.#spaces >= 2 ? DIGIT : this.#v1Proto === TCP4 ? DIGIT | DOTC : HEX | DOTC | COLONC
-    if ((CLASS[b]! & allowed) === 0) throw proxyError('v1-malformed', `byte ${pos} (${hex(b)}) cannot appear in this field`)
+    if ((CLASS[b]! & allowed) === 0)
+      throw proxyError('v1-malformed', `byte ${pos} (${hex(b)}) cannot appear in this field`)
     if (this.#spaces >= 2) {
       // ports: decimal without heading zeroes (§2.1), so at most 5 digits; proxy-protocol-js
       // returns Number(text) and could no longer tell "0080" from "80"
-      if (this.#fieldLength === 1 && this.#fieldFirst === 0x30) throw proxyError('v1-bad-port', `port with a leading zero at ${pos - 1}`)
+      if (this.#fieldLength === 1 && this.#fieldFirst === 0x30)
+        throw proxyError('v1-bad-port', `port with a leading zero at ${pos - 1}`)
       if (this.#fieldLength === 5) throw proxyError('v1-bad-port', `port longer than 5 digits at ${pos}`)
     }
     if (this.#fieldLength === 0) this.#fieldFirst = b
@@ -298,7 +321,14 @@ export class ProxyHeaderParser {
 
   #decodeV1(bytes: Buffer): ProxyHeader {
     if (this.#v1Proto === UNKNOWN) {
-      return { version: 1, command: 'proxy', transport: 'unspec', family: 0, tlvs: [], byteLength: bytes.length }
+      return {
+        version: 1,
+        command: 'proxy',
+        transport: 'unspec',
+        family: 0,
+        tlvs: [],
+        byteLength: bytes.length,
+      }
     }
     let parsed: InstanceType<typeof V1ProxyProtocol>
     try {
@@ -329,18 +359,22 @@ const scratch16 = new Uint8Array(16)
  */
 function v1Endpoint(address: string, port: number, family: 4 | 6, which: string): Endpoint {
   if (family === 4) {
-    if (!parseIPv4Into(address, scratch16, 0)) throw proxyError('v1-bad-address', `${which} ${JSON.stringify(address)} is not IPv4`)
+    if (!parseIPv4Into(address, scratch16, 0))
+      throw proxyError('v1-bad-address', `${which} ${JSON.stringify(address)} is not IPv4`)
   } else {
-    if (!parseIPv6Into(address, scratch16, 0)) throw proxyError('v1-bad-address', `${which} ${JSON.stringify(address)} is not IPv6`)
+    if (!parseIPv6Into(address, scratch16, 0))
+      throw proxyError('v1-bad-address', `${which} ${JSON.stringify(address)} is not IPv6`)
     address = formatIPv6(scratch16)
   }
   // digits, no leading zero and at most 5 of them were checked byte by byte
-  if (!Number.isInteger(port) || port > 65535) throw proxyError('v1-bad-port', `${which} port ${port} exceeds 65535`)
+  if (!Number.isInteger(port) || port > 65535)
+    throw proxyError('v1-bad-port', `${which} port ${port} exceeds 65535`)
   return { address, port }
 }
 
 function errorText(err: unknown): string {
-  if (err && typeof err === 'object' && 'message' in err && typeof err.message === 'string') return err.message
+  if (err && typeof err === 'object' && 'message' in err && typeof err.message === 'string')
+    return err.message
   return String(err)
 }
 
@@ -373,11 +407,17 @@ function decodeV2(bytes: Buffer): ProxyHeader {
     if (parsed.addressFamilyType === AddressFamilyType.INET && address instanceof IPv4ProxyAddress) {
       header.family = 4
       header.source = { address: formatIPv4(address.sourceAddress.address), port: address.sourcePort }
-      header.destination = { address: formatIPv4(address.destinationAddress.address), port: address.destinationPort }
+      header.destination = {
+        address: formatIPv4(address.destinationAddress.address),
+        port: address.destinationPort,
+      }
     } else if (parsed.addressFamilyType === AddressFamilyType.INET6 && address instanceof IPv6ProxyAddress) {
       header.family = 6
       header.source = { address: formatIPv6(address.sourceAddress.address), port: address.sourcePort }
-      header.destination = { address: formatIPv6(address.destinationAddress.address), port: address.destinationPort }
+      header.destination = {
+        address: formatIPv6(address.destinationAddress.address),
+        port: address.destinationPort,
+      }
     }
   }
   for (const tlv of tlvs) {
@@ -402,7 +442,8 @@ function parseTlvs(bytes: Buffer, start: number): Tlv[] {
     const type = bytes[at]!
     const length = bytes.readUInt16BE(at + 1)
     const valueAt = at + 3
-    if (valueAt + length > end) throw proxyError('v2-bad-tlv', `TLV ${hex(type)} of ${length} bytes overruns the header`)
+    if (valueAt + length > end)
+      throw proxyError('v2-bad-tlv', `TLV ${hex(type)} of ${length} bytes overruns the header`)
     if (type === PP2_TYPE_CRC32C) {
       if (length !== 4) throw proxyError('v2-bad-tlv', `CRC32C TLV of ${length} bytes, not 4`)
       if (crcAt >= 0) throw proxyError('v2-bad-tlv', 'two CRC32C TLVs')
@@ -422,7 +463,10 @@ function parseTlvs(bytes: Buffer, start: number): Tlv[] {
     crc = crc32cZeros(crc, 4)
     const actual = crc32cFinish(crc32cUpdate(crc, bytes, crcAt + 4, end))
     if (actual !== expected) {
-      throw proxyError('bad-crc32c', `header says 0x${expected.toString(16).padStart(8, '0')}, bytes give 0x${actual.toString(16).padStart(8, '0')}`)
+      throw proxyError(
+        'bad-crc32c',
+        `header says 0x${expected.toString(16).padStart(8, '0')}, bytes give 0x${actual.toString(16).padStart(8, '0')}`,
+      )
     }
   }
   return tlvs

@@ -22,7 +22,9 @@ import { type Endpoint, type Tlv, proxyError } from './types.js'
 const V1_UNKNOWN = Buffer.from('PROXY UNKNOWN\r\n', 'latin1')
 
 /** Precomputed: v2 LOCAL, AF_UNSPEC, no addresses, what a health check sends (HAProxy does). */
-const V2_LOCAL = toBuffer(new V2ProxyProtocol(Command.LOCAL, TransportProtocol.UNSPEC, new UnspecProxyAddress()).build())
+const V2_LOCAL = toBuffer(
+  new V2ProxyProtocol(Command.LOCAL, TransportProtocol.UNSPEC, new UnspecProxyAddress()).build(),
+)
 
 export interface EncodeV2Options {
   command: 'proxy' | 'local'
@@ -97,24 +99,28 @@ export function encodeV1(src: Endpoint | undefined, dst: Endpoint | undefined, f
  */
 export function encodeV2(options: EncodeV2Options): Buffer {
   const { src, dst, tlvs, crc32c: withCrc = false } = options
-  const local = options.command === 'local' || !src?.address || !dst?.address
-  if (local && !withCrc && (tlvs === undefined || tlvs.length === 0)) return Buffer.from(V2_LOCAL)
   const tlvBytes = encodeTlvs(tlvs, withCrc)
   let proto: InstanceType<typeof V2ProxyProtocol>
-  if (local) {
+  if (options.command === 'local' || !src?.address || !dst?.address) {
+    if (tlvBytes === undefined) return Buffer.from(V2_LOCAL)
     proto = new V2ProxyProtocol(Command.LOCAL, TransportProtocol.UNSPEC, new UnspecProxyAddress(), tlvBytes)
   } else {
     const transport = options.transport === 'dgram' ? TransportProtocol.DGRAM : TransportProtocol.STREAM
-    const s = wireAddress(src!)
-    const d = wireAddress(dst!)
+    const s = wireAddress(src)
+    const d = wireAddress(dst)
     const address =
       s.length === 4 && d.length === 4
-        ? new IPv4ProxyAddress(IPv4Address.createFrom(Array.from(s)), src!.port, IPv4Address.createFrom(Array.from(d)), dst!.port)
+        ? new IPv4ProxyAddress(
+            IPv4Address.createFrom(Array.from(s)),
+            src.port,
+            IPv4Address.createFrom(Array.from(d)),
+            dst.port,
+          )
         : new IPv6ProxyAddress(
             IPv6Address.createFrom(Array.from(toIPv6Bytes(s))),
-            src!.port,
+            src.port,
             IPv6Address.createFrom(Array.from(toIPv6Bytes(d))),
-            dst!.port,
+            dst.port,
           )
     proto = new V2ProxyProtocol(Command.PROXY, transport, address, tlvBytes)
   }
@@ -136,11 +142,13 @@ function encodeTlvs(tlvs: readonly Tlv[] | undefined, withCrc: boolean): Buffer 
     if (!Number.isInteger(tlv.type) || tlv.type < 0 || tlv.type > 0xff) {
       throw proxyError('v2-bad-tlv', `TLV type ${tlv.type} is not a byte`)
     }
-    if (tlv.type === PP2_TYPE_CRC32C) throw proxyError('v2-bad-tlv', 'pass crc32c: true instead of a CRC32C TLV')
+    if (tlv.type === PP2_TYPE_CRC32C)
+      throw proxyError('v2-bad-tlv', 'pass crc32c: true instead of a CRC32C TLV')
     if (tlv.type === PP2_TYPE_UNIQUE_ID && tlv.value.length > MAX_UNIQUE_ID_LENGTH) {
       throw proxyError('v2-bad-tlv', `UNIQUE_ID of ${tlv.value.length} bytes exceeds ${MAX_UNIQUE_ID_LENGTH}`)
     }
-    if (tlv.value.length > 0xffff) throw proxyError('v2-too-long', `TLV 0x${tlv.type.toString(16)} over 65535 bytes`)
+    if (tlv.value.length > 0xffff)
+      throw proxyError('v2-too-long', `TLV 0x${tlv.type.toString(16)} over 65535 bytes`)
     size += 3 + tlv.value.length
   }
   const out = Buffer.alloc(size)

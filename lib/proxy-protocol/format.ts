@@ -37,12 +37,14 @@ export function formatHeader(header: ProxyHeader, firstBytes?: Buffer): string {
     lines.push(`  source       ${endpointText(header.source)}`)
     lines.push(`  destination  ${endpointText(header.destination)}`)
   } else {
-    lines.push('  addresses    none: the connection\'s own endpoints apply')
+    lines.push("  addresses    none: the connection's own endpoints apply")
   }
   for (const tlv of header.tlvs) lines.push(...tlvLines(tlv))
   if (firstBytes !== undefined) {
     const shown = firstBytes.subarray(0, INSPECT_BYTES)
-    lines.push(shown.length === 0 ? '  no bytes after the header' : `  first ${shown.length} bytes after the header:`)
+    lines.push(
+      shown.length === 0 ? '  no bytes after the header' : `  first ${shown.length} bytes after the header:`,
+    )
     lines.push(...hexDump(shown, '    '))
   }
   return lines.join('\n') + '\n'
@@ -92,7 +94,9 @@ function sslLines(value: Buffer): string[] {
     client & PP2_CLIENT_CERT_SESS ? 'CERT_SESS' : '',
   ].filter(Boolean)
   const verify = value.readUInt32BE(1)
-  const lines = [`      client ${flags.join('|') || 'none'} (${hex2(client)}), verify ${verify}${verify === 0 ? ' (certificate verified)' : ''}`]
+  const lines = [
+    `      client ${flags.join('|') || 'none'} (${hex2(client)}), verify ${verify}${verify === 0 ? ' (certificate verified)' : ''}`,
+  ]
   let at = 5
   while (at < value.length) {
     if (at + 3 > value.length) {
@@ -104,7 +108,9 @@ function sslLines(value: Buffer): string[] {
     const sub = value.subarray(at + 3, Math.min(at + 3 + length, value.length))
     const name = SSL_SUBTYPE_NAMES[type] ?? 'unknown'
     const shown = type === PP2_SUBTYPE_SSL_CLIENT_CERT ? hexPreview(sub) : text(sub)
-    lines.push(`      ${hex2(type)} ${name} (${length} bytes) ${shown}${sub.length < length ? ' (truncated)' : ''}`)
+    lines.push(
+      `      ${hex2(type)} ${name} (${length} bytes) ${shown}${sub.length < length ? ' (truncated)' : ''}`,
+    )
     at += 3 + length
   }
   return lines

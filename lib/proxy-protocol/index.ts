@@ -3,6 +3,7 @@
  * address, decode incrementally from trusted upstreams, inspect for operators. A thin layer over
  * proxy-protocol-js; see decode.ts and encode.ts for what the package does and what we add.
  */
+export { PROXY_HEADER_REASONS } from './types.js'
 export type { Endpoint, ProxyCommand, ProxyHeader, ProxyHeaderReason, ProxyTransport, Tlv } from './types.js'
 export * from './constants.js'
 export { crc32c } from './crc32c.js'

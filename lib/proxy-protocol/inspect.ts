@@ -52,7 +52,9 @@ export function startInspector(options: InspectorOptions): Promise<Inspector> {
     )
   })
   return new Promise((resolve, reject) => {
-    server.once('error', (err) => reject(new ListenError(`${options.host}:${options.port}`, err.message, err)))
+    server.once('error', (err) =>
+      reject(new ListenError(`${options.host}:${options.port}`, err.message, err)),
+    )
     server.listen(options.port, options.host, () => {
       resolve({
         address: () => server.address() as AddressInfo,
@@ -68,7 +70,8 @@ export function startInspector(options: InspectorOptions): Promise<Inspector> {
 
 /** Up to INSPECT_BYTES after the header: what came with it, plus what arrives within waitMs. */
 function firstBytes(socket: Socket, rest: Buffer, waitMs: number): Promise<Buffer> {
-  if (rest.length >= INSPECT_BYTES || socket.destroyed) return Promise.resolve(rest.subarray(0, INSPECT_BYTES))
+  if (rest.length >= INSPECT_BYTES || socket.destroyed)
+    return Promise.resolve(rest.subarray(0, INSPECT_BYTES))
   return new Promise((resolve) => {
     const chunks: Buffer[] = [rest]
     let length = rest.length

@@ -2,7 +2,14 @@ import type { Socket } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
 import { ProxyHeaderError } from '../../lib/errors.js'
-import { type AcceptedProxy, acceptProxy, encodeV1, encodeV2, startInspector, uniqueIdTlv } from '../../lib/proxy-protocol/index.js'
+import {
+  type AcceptedProxy,
+  acceptProxy,
+  encodeV1,
+  encodeV2,
+  startInspector,
+  uniqueIdTlv,
+} from '../../lib/proxy-protocol/index.js'
 import { closed, ipv6Available, listen, send } from './helpers.js'
 
 const EVENTS = ['data', 'end', 'close', 'error', 'readable'] as const
@@ -52,7 +59,11 @@ for (const host of hosts) {
     const server = await proxyListener(host)
     t.teardown(() => server.close())
     const encoders = {
-      v1: (c: Socket) => encodeV1({ address: c.localAddress!, port: c.localPort! }, { address: c.remoteAddress!, port: c.remotePort! }),
+      v1: (c: Socket) =>
+        encodeV1(
+          { address: c.localAddress!, port: c.localPort! },
+          { address: c.remoteAddress!, port: c.remotePort! },
+        ),
       v2: (c: Socket) =>
         encodeV2({
           command: 'proxy',
@@ -69,14 +80,22 @@ for (const host of hosts) {
       const { socket, outcome } = await server.next()
       const { header, rest } = await outcome
       t.same(header.source, { address: client.localAddress, port: client.localPort }, `${version}: source`)
-      t.same(header.destination, { address: client.remoteAddress, port: client.remotePort }, `${version}: destination`)
+      t.same(
+        header.destination,
+        { address: client.remoteAddress, port: client.remotePort },
+        `${version}: destination`,
+      )
       t.equal(header.family, host === '::1' ? 6 : 4)
       if (version === 'v2') t.equal(header.uniqueId, 'id-1')
       t.ok(socket.isPaused(), 'the socket is handed back paused')
       t.same(listeners(socket), baseline.get(socket), 'no listener left behind')
       client.end('later bytes')
       const later = await readBytes(socket, 'later bytes'.length - (rest.length - 'first bytes|'.length))
-      t.equal(Buffer.concat([rest, later]).toString(), 'first bytes|later bytes', `${version}: no client byte lost`)
+      t.equal(
+        Buffer.concat([rest, later]).toString(),
+        'first bytes|later bytes',
+        `${version}: no client byte lost`,
+      )
       socket.destroy()
       await closed(client)
     }
@@ -87,7 +106,12 @@ t.test('a header dribbled in small writes is still read, and its tail kept', asy
   const server = await proxyListener('127.0.0.1')
   t.teardown(() => server.close())
   const bytes = Buffer.concat([
-    encodeV2({ command: 'proxy', transport: 'stream', src: { address: '203.0.113.9', port: 4000 }, dst: { address: '10.1.1.1', port: 5432 } }),
+    encodeV2({
+      command: 'proxy',
+      transport: 'stream',
+      src: { address: '203.0.113.9', port: 4000 },
+      dst: { address: '10.1.1.1', port: 5432 },
+    }),
     Buffer.from('payload'),
   ])
   const client = await send('127.0.0.1', server.port, Buffer.alloc(0), false)
@@ -148,7 +172,12 @@ t.test('acceptProxy on a socket that is already gone rejects at once', async (t)
 
 t.test('proxy-inspect prints each header and what followed it, then hangs up', async (t) => {
   let printed = ''
-  const inspector = await startInspector({ host: '127.0.0.1', port: 0, out: { write: (s: string) => (printed += s) }, waitMs: 2000 })
+  const inspector = await startInspector({
+    host: '127.0.0.1',
+    port: 0,
+    out: { write: (s: string) => (printed += s) },
+    waitMs: 2000,
+  })
   t.teardown(() => inspector.close())
   const port = inspector.address().port
   const header = encodeV2({

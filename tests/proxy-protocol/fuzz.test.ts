@@ -45,28 +45,44 @@ function validCase(): Case {
     case 0: {
       const src = { address: ipv4(), port: port() }
       const dst = { address: ipv4(), port: port() }
-      return { input: encodeV1(src, dst, 4), expect: { version: 1, family: 4, source: src, destination: dst } }
+      return {
+        input: encodeV1(src, dst, 4),
+        expect: { version: 1, family: 4, source: src, destination: dst },
+      }
     }
     case 1: {
       const src = { address: ipv6(), port: port() }
       const dst = { address: ipv6(), port: port() }
       if (src.address.includes('.') || dst.address.includes('.')) return validCase() // mapped: TCP4 on the wire
-      return { input: encodeV1(src, dst, 6), expect: { version: 1, family: 6, source: src, destination: dst } }
+      return {
+        input: encodeV1(src, dst, 6),
+        expect: { version: 1, family: 6, source: src, destination: dst },
+      }
     }
     case 2:
       return {
-        input: random() < 0.5 ? encodeV1(undefined, undefined) : Buffer.from(`PROXY UNKNOWN ${'x'.repeat(int(80))}\r\n`),
+        input:
+          random() < 0.5
+            ? encodeV1(undefined, undefined)
+            : Buffer.from(`PROXY UNKNOWN ${'x'.repeat(int(80))}\r\n`),
         expect: { version: 1, family: 0 },
       }
     default: {
       const tlvs: Tlv[] = []
       for (let n = int(4); n > 0; n--) {
         const type = pick([0x01, 0x02, 0x04, 0x05, 0x20, 0x30, 0xe0, 0xea, 0xf1, 0x7f])
-        tlvs.push(type === 0x05 ? uniqueIdTlv('u'.repeat(1 + int(128))) : { type, value: bytes(int(type === 0x02 ? 200 : 60)) })
+        tlvs.push(
+          type === 0x05
+            ? uniqueIdTlv('u'.repeat(1 + int(128)))
+            : { type, value: bytes(int(type === 0x02 ? 200 : 60)) },
+        )
       }
       const crc32c = random() < 0.4
       if (random() < 0.15) {
-        return { input: encodeV2({ command: 'local', transport: 'stream', tlvs, crc32c }), expect: { version: 2, command: 'local', family: 0 } }
+        return {
+          input: encodeV2({ command: 'local', transport: 'stream', tlvs, crc32c }),
+          expect: { version: 2, command: 'local', family: 0 },
+        }
       }
       const v6 = random() < 0.5
       const src = { address: v6 ? ipv6() : ipv4(), port: port() }
@@ -74,7 +90,10 @@ function validCase(): Case {
       const transport = random() < 0.7 ? 'stream' : 'dgram'
       const input = encodeV2({ command: 'proxy', transport, src, dst, tlvs, crc32c })
       const family = input[13]! >> 4 === 1 ? 4 : 6
-      return { input, expect: { version: 2, command: 'proxy', transport, family, source: src, destination: dst } }
+      return {
+        input,
+        expect: { version: 2, command: 'proxy', transport, family, source: src, destination: dst },
+      }
     }
   }
 }
@@ -103,14 +122,24 @@ function mutate(input: Buffer): Buffer {
         if (b.length >= 16 && b[0] === 0x0d) b.writeUInt16BE(int(random() < 0.5 ? 300 : 65536), 14)
         break
       default:
-        b = Buffer.concat([b.subarray(0, at), Buffer.from(pick(['\r', '\n', '\r\n', ' ', '0', ':'])), b.subarray(at)])
+        b = Buffer.concat([
+          b.subarray(0, at),
+          Buffer.from(pick(['\r', '\n', '\r\n', ' ', '0', ':'])),
+          b.subarray(at),
+        ])
     }
   }
   return b
 }
 
 function garbage(): Buffer {
-  const prefix = pick([Buffer.alloc(0), Buffer.from('PROXY '), Buffer.from('PROXY TCP4 '), V2_SIGNATURE, Buffer.concat([V2_SIGNATURE, Buffer.from([0x21])])])
+  const prefix = pick([
+    Buffer.alloc(0),
+    Buffer.from('PROXY '),
+    Buffer.from('PROXY TCP4 '),
+    V2_SIGNATURE,
+    Buffer.concat([V2_SIGNATURE, Buffer.from([0x21])]),
+  ])
   return Buffer.concat([prefix, bytes(int(120))])
 }
 
@@ -122,7 +151,8 @@ for (let i = 0; i < CASES; i++) {
   cases.push({ ...c, input: Buffer.concat([c.input, bytes(int(25))]) })
 }
 
-type Outcome = { kind: 'done'; header: string; after: Buffer } | { kind: 'error'; reason: string } | { kind: 'need-more' }
+type Outcome =
+  { kind: 'done'; header: string; after: Buffer } | { kind: 'error'; reason: string } | { kind: 'need-more' }
 
 /** Feeds `pieces` to a fresh parser; anything thrown that is not a ProxyHeaderError escapes. */
 function run(pieces: Buffer[]): Outcome {
@@ -131,7 +161,11 @@ function run(pieces: Buffer[]): Outcome {
     for (let i = 0; i < pieces.length; i++) {
       const result = parser.push(pieces[i]!)
       if (result.state === 'done') {
-        return { kind: 'done', header: JSON.stringify(result.header), after: Buffer.concat([result.rest, ...pieces.slice(i + 1)]) }
+        return {
+          kind: 'done',
+          header: JSON.stringify(result.header),
+          after: Buffer.concat([result.rest, ...pieces.slice(i + 1)]),
+        }
       }
     }
   } catch (err) {
@@ -182,26 +216,40 @@ t.test(`${CASES} random and mutated headers through the parser (seed ${SEED.toSt
     }
     oneShot.push(whole)
     tally.set(label(whole), (tally.get(label(whole)) ?? 0) + 1)
-    if (label(whole) !== label(pieces) || (whole.kind === 'done' && pieces.kind === 'done' && whole.header !== pieces.header)) {
-      if (splitMismatch++ === 0) t.fail(`case ${i}: ${label(whole)} in one chunk but ${label(pieces)} when split`)
+    if (
+      label(whole) !== label(pieces) ||
+      (whole.kind === 'done' && pieces.kind === 'done' && whole.header !== pieces.header)
+    ) {
+      if (splitMismatch++ === 0)
+        t.fail(`case ${i}: ${label(whole)} in one chunk but ${label(pieces)} when split`)
     }
     if (whole.kind === 'done') {
       const headerLength = (JSON.parse(whole.header) as ProxyHeader).byteLength
       const expected = c.input.subarray(headerLength)
-      if (!whole.after.equals(expected) || (pieces.kind === 'done' && !pieces.after.equals(expected))) lostBytes++
+      if (!whole.after.equals(expected) || (pieces.kind === 'done' && !pieces.after.equals(expected)))
+        lostBytes++
     }
     if (c.expect) {
       const header = whole.kind === 'done' ? (JSON.parse(whole.header) as ProxyHeader) : undefined
       const ok =
         header !== undefined &&
-        Object.entries(c.expect).every(([key, value]) => JSON.stringify(header[key as keyof ProxyHeader]) === JSON.stringify(value))
-      if (!ok && wrongHeader++ === 0) t.fail(`case ${i}: valid header came back as ${label(whole)} ${whole.kind === 'done' ? whole.header : ''}`)
+        Object.entries(c.expect).every(
+          ([key, value]) => JSON.stringify(header[key as keyof ProxyHeader]) === JSON.stringify(value),
+        )
+      if (!ok && wrongHeader++ === 0)
+        t.fail(
+          `case ${i}: valid header came back as ${label(whole)} ${whole.kind === 'done' ? whole.header : ''}`,
+        )
     }
   }
   t.equal(unexpected, 0, 'nothing but ProxyHeaderError is ever thrown')
   t.equal(splitMismatch, 0, 'splitting the input never changes the outcome')
   t.equal(lostBytes, 0, 'bytes after an accepted header are returned exactly')
-  t.equal(wrongHeader, 0, `all ${cases.filter((c) => c.expect).length} unmutated headers decode to what was encoded`)
+  t.equal(
+    wrongHeader,
+    0,
+    `all ${cases.filter((c) => c.expect).length} unmutated headers decode to what was encoded`,
+  )
   t.ok((tally.get('done') ?? 0) > CASES * 0.3, 'a good share is accepted')
   t.ok(tally.size >= 12, 'and the rest spread over many reasons')
   t.comment(`parser outcomes: ${JSON.stringify(Object.fromEntries([...tally].sort((a, b) => b[1] - a[1])))}`)
@@ -232,7 +280,12 @@ t.test(`the same ${CASES} inputs over real sockets through acceptProxy`, async (
         socket.destroy()
         entry.resolve({ kind: 'done', header: JSON.stringify(header), after: rest })
       },
-      (err: unknown) => entry.resolve(err instanceof ProxyHeaderError ? { kind: 'error', reason: err.reason } : { kind: 'error', reason: `NOT A ProxyHeaderError: ${String(err)}` }),
+      (err: unknown) =>
+        entry.resolve(
+          err instanceof ProxyHeaderError
+            ? { kind: 'error', reason: err.reason }
+            : { kind: 'error', reason: `NOT A ProxyHeaderError: ${String(err)}` },
+        ),
     )
   })
 
@@ -253,15 +306,20 @@ t.test(`the same ${CASES} inputs over real sockets through acceptProxy`, async (
       client.end(input)
       const got = await entry.promise
       byPort.delete(client.localPort!)
-      await new Promise<void>((resolve) => (client.closed ? resolve() : client.once('close', () => resolve())))
+      await new Promise<void>((resolve) =>
+        client.closed ? resolve() : client.once('close', () => resolve()),
+      )
       const want = oneShot[i]!
       // over a socket, an input that is only the start of a header ends with the client's FIN
-      const wanted = want.kind === 'need-more' ? (input.length === 0 ? 'closed-empty' : 'truncated') : label(want)
+      const wanted =
+        want.kind === 'need-more' ? (input.length === 0 ? 'closed-empty' : 'truncated') : label(want)
       tally.set(label(got), (tally.get(label(got)) ?? 0) + 1)
       const same =
         label(got) === wanted &&
         (got.kind !== 'done' ||
-          (want.kind === 'done' && got.header === want.header && want.after.subarray(0, got.after.length).equals(got.after)))
+          (want.kind === 'done' &&
+            got.header === want.header &&
+            want.after.subarray(0, got.after.length).equals(got.after)))
       if (!same && mismatches++ === 0) t.fail(`case ${i}: socket gave ${label(got)}, parser ${wanted}`)
     }
   }
@@ -269,10 +327,15 @@ t.test(`the same ${CASES} inputs over real sockets through acceptProxy`, async (
 
   t.equal(mismatches, 0, 'every socket outcome equals the parser outcome for the same bytes')
   t.equal(serverSockets, CASES, 'every connection reached acceptProxy')
-  t.notOk([...tally.keys()].some((k) => k.startsWith('NOT A')), 'every rejection is a ProxyHeaderError')
+  t.notOk(
+    [...tally.keys()].some((k) => k.startsWith('NOT A')),
+    'every rejection is a ProxyHeaderError',
+  )
   t.equal(clients.filter((c) => !c.destroyed).length, 0, 'all client sockets are closed')
   t.equal(server.accepted.filter((s) => !s.destroyed).length, 0, 'all server sockets are closed')
-  const open = await new Promise<number>((resolve, reject) => server.server.getConnections((err, n) => (err ? reject(err) : resolve(n))))
+  const open = await new Promise<number>((resolve, reject) =>
+    server.server.getConnections((err, n) => (err ? reject(err) : resolve(n))),
+  )
   t.equal(open, 0, 'the listener holds no connection')
   await server.close()
   clients.length = 0
@@ -286,5 +349,8 @@ t.test('memory comes back after the run', async (t) => {
   const mb = (n: number) => (n / 1048576).toFixed(1)
   t.comment(`heap used: ${mb(heapBefore)} MB before, ${mb(heapAfter)} MB after (inputs kept alive in both)`)
   // loose on purpose: a leak of one closure or buffer per connection would be far above this
-  t.ok(heapAfter - heapBefore < 8 * 1048576, `heap grew ${mb(heapAfter - heapBefore)} MB over ${CASES} connections, under 8 MB`)
+  t.ok(
+    heapAfter - heapBefore < 8 * 1048576,
+    `heap grew ${mb(heapAfter - heapBefore)} MB over ${CASES} connections, under 8 MB`,
+  )
 })

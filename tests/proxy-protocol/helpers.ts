@@ -38,7 +38,10 @@ export function gcFunction(): () => void {
 
 /** The bytes of a v2 header written by hand from the spec, for vectors the encoder must match. */
 export function v2Bytes(verCmd: number, fam: number, body: number[]): Buffer {
-  return Buffer.concat([V2_SIGNATURE, Buffer.from([verCmd, fam, body.length >> 8, body.length & 0xff, ...body])])
+  return Buffer.concat([
+    V2_SIGNATURE,
+    Buffer.from([verCmd, fam, body.length >> 8, body.length & 0xff, ...body]),
+  ])
 }
 
 export const SSL_TLV: Tlv = {
@@ -82,9 +85,21 @@ export function validSamples(): Sample[] {
     destination: d,
   })
   return [
-    { name: 'v1 TCP4', bytes: encodeV1(v4s, v4d, 4), expect: { version: 1, ...addressed(4, 'stream', v4s, v4d) } },
-    { name: 'v1 TCP6', bytes: encodeV1(v6s, v6d, 6), expect: { version: 1, ...addressed(6, 'stream', v6s, v6d) } },
-    { name: 'v1 UNKNOWN', bytes: encodeV1(undefined, undefined), expect: { version: 1, family: 0, transport: 'unspec' } },
+    {
+      name: 'v1 TCP4',
+      bytes: encodeV1(v4s, v4d, 4),
+      expect: { version: 1, ...addressed(4, 'stream', v4s, v4d) },
+    },
+    {
+      name: 'v1 TCP6',
+      bytes: encodeV1(v6s, v6d, 6),
+      expect: { version: 1, ...addressed(6, 'stream', v6s, v6d) },
+    },
+    {
+      name: 'v1 UNKNOWN',
+      bytes: encodeV1(undefined, undefined),
+      expect: { version: 1, family: 0, transport: 'unspec' },
+    },
     {
       name: 'v1 UNKNOWN, 107-byte worst case',
       bytes: Buffer.from(`PROXY UNKNOWN ${'f'.repeat(39)} ${'f'.repeat(39)} 65535 65535\r\n`),
@@ -108,7 +123,12 @@ export function validSamples(): Sample[] {
     {
       name: 'v2 TCP over IPv6 with every TLV and CRC32C',
       bytes: encodeV2({ command: 'proxy', transport: 'stream', src: v6s, dst: v6d, tlvs, crc32c: true }),
-      expect: { version: 2, ...addressed(6, 'stream', v6s, v6d), uniqueId: 'conn-0001', authority: 'db.example.com' },
+      expect: {
+        version: 2,
+        ...addressed(6, 'stream', v6s, v6d),
+        uniqueId: 'conn-0001',
+        authority: 'db.example.com',
+      },
     },
     {
       name: 'v2 LOCAL',

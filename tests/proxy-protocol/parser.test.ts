@@ -1,6 +1,14 @@
 import t from 'tap'
 import { ProxyHeaderError } from '../../lib/errors.js'
-import { type ParseResult, type ProxyHeader, ProxyHeaderParser, encodeV2, parseProxyHeader, uniqueIdTlv } from '../../lib/proxy-protocol/index.js'
+import {
+  PROXY_HEADER_REASONS,
+  type ParseResult,
+  type ProxyHeader,
+  ProxyHeaderParser,
+  encodeV2,
+  parseProxyHeader,
+  uniqueIdTlv,
+} from '../../lib/proxy-protocol/index.js'
 import { refusal, v2Bytes, validSamples } from './helpers.js'
 
 // Client data after the header, with bytes that look like header pieces, to prove none is eaten.
@@ -17,7 +25,8 @@ function feed(pieces: Buffer[]): Outcome {
   const parser = new ProxyHeaderParser()
   for (let i = 0; i < pieces.length; i++) {
     const result: ParseResult = parser.push(pieces[i]!)
-    if (result.state === 'done') return { header: result.header, after: Buffer.concat([result.rest, ...pieces.slice(i + 1)]) }
+    if (result.state === 'done')
+      return { header: result.header, after: Buffer.concat([result.rest, ...pieces.slice(i + 1)]) }
   }
   throw new Error('header never completed')
 }
@@ -30,7 +39,11 @@ t.test('a header split at any byte boundary parses the same, and the data after 
     let failures = 0
     for (let cut = 0; cut <= whole.length; cut++) {
       const split = feed([whole.subarray(0, cut), whole.subarray(cut)])
-      if (!Buffer.from(split.after).equals(AFTER) || JSON.stringify(split.header) !== JSON.stringify(once.header)) failures++
+      if (
+        !Buffer.from(split.after).equals(AFTER) ||
+        JSON.stringify(split.header) !== JSON.stringify(once.header)
+      )
+        failures++
     }
     t.equal(failures, 0, `${sample.name}: all ${whole.length + 1} two-way splits`)
     const bytes = [...whole].map((b) => Buffer.from([b]))
@@ -122,30 +135,80 @@ t.test('refusals that need the complete header', async (t) => {
   t.equal(v2([...tcp4, 0x05, 0x00]), 'v2-bad-tlv', 'two stray bytes after the addresses')
   t.equal(v2([...tcp4, 0x05, 0x00, 0x03, 0x61]), 'v2-bad-tlv', 'a TLV longer than the header')
   t.equal(v2([...tcp4, 0x03, 0x00, 0x02, 0x00, 0x00]), 'v2-bad-tlv', 'a 2-byte CRC32C')
-  t.equal(v2([...tcp4, 0x05, 0x00, 0x81, ...new Array<number>(129).fill(0x61)]), 'v2-bad-tlv', 'UNIQUE_ID of 129 bytes')
+  t.equal(
+    v2([...tcp4, 0x05, 0x00, 0x81, ...new Array<number>(129).fill(0x61)]),
+    'v2-bad-tlv',
+    'UNIQUE_ID of 129 bytes',
+  )
   t.equal(v2([...tcp4, 0x04, 0x00, 0x00]), 'none', 'an empty NOOP')
   const doubled = encodeV2({ command: 'local', transport: 'stream', tlvs: [uniqueIdTlv('a')], crc32c: true })
   const twice = Buffer.concat([doubled, doubled.subarray(doubled.length - 7)])
   twice.writeUInt16BE(twice.length - 16, 14)
-  t.equal(refusal(() => parseProxyHeader(twice)), 'v2-bad-tlv', 'two CRC32C TLVs')
+  t.equal(
+    refusal(() => parseProxyHeader(twice)),
+    'v2-bad-tlv',
+    'two CRC32C TLVs',
+  )
 })
 
 t.test('length limits', async (t) => {
   const line = (length: number) => latin1(`PROXY UNKNOWN ${'x'.repeat(length - 16)}\r\n`)
   t.equal(line(107).length, 107)
   t.same(refusedAt(line(107)), { at: -1, reason: 'accepted' }, 'a 107-byte v1 line is the longest accepted')
-  t.same(refusedAt(line(108)), { at: 106, reason: 'v1-too-long' }, 'a 108-byte line is refused at its 107th byte')
-  t.same(refusedAt(latin1(`PROXY UNKNOWN ${'x'.repeat(500)}`)), { at: 106, reason: 'v1-too-long' }, 'without waiting for more')
+  t.same(
+    refusedAt(line(108)),
+    { at: 106, reason: 'v1-too-long' },
+    'a 108-byte line is refused at its 107th byte',
+  )
+  t.same(
+    refusedAt(latin1(`PROXY UNKNOWN ${'x'.repeat(500)}`)),
+    { at: 106, reason: 'v1-too-long' },
+    'without waiting for more',
+  )
   t.same(
     refusedAt(latin1('PROXY TCP4 255.255.255.255 255.255.255.255 65535 65535 \r\n')),
     { at: 54, reason: 'v1-malformed' },
     'TCP4 cannot grow past its 56-byte maximum',
   )
   // a LOCAL header whose body is one NOOP TLV filling exactly `length` bytes
-  const noops = (length: number) => v2Bytes(0x20, 0x00, [0x04, (length - 3) >> 8, (length - 3) & 0xff, ...new Array<number>(length - 3).fill(0)])
+  const noops = (length: number) =>
+    v2Bytes(0x20, 0x00, [
+      0x04,
+      (length - 3) >> 8,
+      (length - 3) & 0xff,
+      ...new Array<number>(length - 3).fill(0),
+    ])
   t.same(refusedAt(noops(99), 99), { at: -1, reason: 'accepted' }, 'length equal to maxV2Length is accepted')
-  t.same(refusedAt(noops(100), 99), { at: 15, reason: 'v2-too-long' }, 'one above the cap: refused at the length field')
+  t.same(
+    refusedAt(noops(100), 99),
+    { at: 15, reason: 'v2-too-long' },
+    'one above the cap: refused at the length field',
+  )
   t.same(refusedAt(noops(4096)), { at: -1, reason: 'accepted' }, '4096 with the default cap')
   t.same(refusedAt(noops(4097)), { at: 15, reason: 'v2-too-long' }, '4097 with the default cap')
   t.same(refusedAt(v2Bytes(0x20, 0x00, []).fill(0xff, 14)), { at: 15, reason: 'v2-too-long' }, 'length 65535')
+})
+
+t.test('every reason a refusal can carry is in the published list', async (t) => {
+  const seen = [
+    'not-proxy',
+    'bad-signature',
+    'v1-bad-protocol',
+    'v1-too-long',
+    'v1-malformed',
+    'v1-bad-address',
+    'v1-bad-port',
+    'v2-bad-version',
+    'v2-bad-command',
+    'v2-bad-family',
+    'v2-bad-transport',
+    'v2-too-long',
+    'v2-truncated-address',
+    'v2-bad-tlv',
+    'bad-crc32c',
+    'timeout',
+    'closed-empty',
+    'truncated',
+  ]
+  for (const reason of seen) t.ok((PROXY_HEADER_REASONS as readonly string[]).includes(reason), reason)
 })
