@@ -4,7 +4,7 @@
  * wrote it (`--connect-timeout` or `services[0].connectTimeout`) with the value.
  */
 import { parseHostPort, parsePort, CidrList, formatHostPort, type HostPort } from '../address/index.js'
-import { algorithmNames, isBalanceName } from '../balance/index.js'
+import { algorithmNames, isBalanceName, MAX_WEIGHT } from '../balance/index.js'
 import { ConfigError, L4lbError } from '../errors.js'
 import { DEFAULTS } from './defaults.js'
 import { parseDuration } from './duration.js'
@@ -178,7 +178,7 @@ function backend(raw: unknown, path: Path, problems: Problems): BackendConfig | 
     host: hp.host,
     port: hp.port,
     family: hp.family,
-    weight: integer(spec.weight, DEFAULTS.weight, 1, DEFAULTS.maxWeight, at('weight'), sub),
+    weight: integer(spec.weight, DEFAULTS.weight, 1, MAX_WEIGHT, at('weight'), sub),
     backup: boolean(spec.backup, false, at('backup'), sub),
     checkPort: port(spec.checkPort, at('checkPort'), sub),
   }

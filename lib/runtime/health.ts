@@ -5,6 +5,7 @@
  */
 import { Prober, type CheckOptions, type CheckTarget, type HealthEvent } from '../health/index.js'
 import type { HealthConfig } from '../config/index.js'
+import type { Logger } from 'pino'
 import type { Pool, StateChange } from '../pool/index.js'
 
 /** PROXY v2 LOCAL over UNSPEC, no addresses: the spec's header for a balancer's own checks. */
@@ -42,12 +43,18 @@ export function checkTargets(pool: Pool, health: HealthConfig): CheckTarget[] {
  * Starts probing the pool's backends. Resolves once every backend has had its first check (or
  * after one check timeout plus the first check's jitter), so listeners open with a known state.
  */
-export async function attachProber(pool: Pool, health: HealthConfig): Promise<Prober> {
+export async function attachProber(pool: Pool, health: HealthConfig, logger: Logger): Promise<Prober> {
   const pending = new Set(pool.backends.map((b) => b.id))
   let firstRoundDone: () => void = () => {}
   const firstRound = new Promise<void>((resolve) => (firstRoundDone = resolve))
   const prober = new Prober(checkOptions(health), checkTargets(pool, health), (event: HealthEvent) => {
     pool.setHealth(event.backendId, event.up, event.reason, event.lastError)
+    // A backend that fails its very first check never changes state in the pool (it was not
+    // usable yet), so say here why it is not taking traffic.
+    if (event.from === 'starting' && !event.up) {
+      const backend = pool.backends[event.backendId]
+      logger.warn({ service: pool.name, backend: backend?.name, from: 'starting', to: 'down', reason: event.reason, lastError: event.lastError }, 'backend state changed')
+    }
     if (event.from === 'starting' && pending.delete(event.backendId) && pending.size === 0) firstRoundDone()
   })
   pool.onPassiveFailure((backend, error) => prober.observePassive(backend.id, false, error))

@@ -46,7 +46,7 @@ export class Runtime {
     })
     pool.onStateChange(this.#logStateChange)
     this.pools.push(pool)
-    if (service.health.type !== 'none') this.probers.push(await attachProber(pool, service.health))
+    if (service.health.type !== 'none') this.probers.push(await attachProber(pool, service.health, this.logger))
     if (service.protocols.includes('tcp')) {
       const tcp = new TcpService(service, pool, this.logger)
       this.tcp.push(tcp)

@@ -217,6 +217,7 @@ export function readAll(socket: Socket): Promise<{ data: Buffer; error?: string 
     const chunks: Buffer[] = []
     socket.on('data', (c: Buffer) => chunks.push(c))
     socket.once('end', () => resolve({ data: Buffer.concat(chunks) }))
+    socket.resume()
     socket.once('error', (err: NodeJS.ErrnoException) => resolve({ data: Buffer.concat(chunks), error: err.code ?? err.message }))
     socket.once('close', () => resolve({ data: Buffer.concat(chunks) }))
   })
