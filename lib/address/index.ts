@@ -26,11 +26,14 @@ export function parsePort(text: string): number {
 }
 
 /**
+ * Parses `host:port`, `[v6]:port`, or `:port`. Listeners may ask for port 0 (any free port,
+ * printed in the `listening` log line).
+ *
  * Parses `host:port`, `[v6]:port`, or `:port` (host empty: `emptyHost` is used, e.g. `::` for a
  * listener meaning every address). Errors carry a message without the input (the caller names
  * the flag and value).
  */
-export function parseHostPort(text: string, emptyHost?: string): HostPort {
+export function parseHostPort(text: string, emptyHost?: string, allowPortZero = false): HostPort {
   let host: string
   let portText: string
   if (text.startsWith('[')) {
@@ -48,7 +51,7 @@ export function parseHostPort(text: string, emptyHost?: string): HostPort {
     if (host.includes(':')) throw new AddressError(text, 'IPv6 addresses need brackets: [addr]:port')
   }
   if (portText === '') throw new AddressError(text, 'missing port')
-  const port = parsePortOr(text, portText)
+  const port = allowPortZero && portText === '0' ? 0 : parsePortOr(text, portText)
   if (host === '') {
     if (emptyHost === undefined) throw new AddressError(text, 'missing host')
     host = emptyHost

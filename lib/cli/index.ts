@@ -64,6 +64,7 @@ function addRunOptions(cmd: Command): Command {
     .option('--check-send-proxy', 'send a PROXY v2 LOCAL header on check connections')
     .option('--fast-interval <duration>', 'check interval while a state is changing')
     .option('--down-interval <duration>', 'check interval while a backend is down')
+    .option('--flap-damping <n/window/hold>', 'a backend that changed state more than n times in window must pass for hold before it is up again, e.g. 4/60s/30s')
     .option('--on-down <keep|shutdown>', 'what happens to connections of a backend marked down (default keep)')
     .option('--connect-timeout <duration>', 'backend connect timeout (default 5s)')
     .option('--idle-timeout <duration>', 'close connections idle this long, 0 = never (default 1h)')

@@ -24,7 +24,7 @@ const FLAG_OF: Record<string, string> = {
   'health.type': '--check', 'health.interval': '--check-interval', 'health.timeout': '--check-timeout',
   'health.rise': '--rise', 'health.fall': '--fall', 'health.port': '--check-port', 'health.send': '--check-send',
   'health.expect': '--check-expect', 'health.httpPath': '--check-http-path', 'health.httpStatus': '--check-http-status',
-  'health.fastInterval': '--fast-interval', 'health.downInterval': '--down-interval', 'health.sendProxy': '--check-send-proxy',
+  'health.fastInterval': '--fast-interval', 'health.downInterval': '--down-interval', 'health.sendProxy': '--check-send-proxy', 'health.flapDamping': '--flap-damping',
   'log.level': '--log-level', 'log.format': '--log-format',
 }
 
@@ -137,6 +137,7 @@ export interface FlagValues {
   checkHttpPath?: string
   checkHttpStatus?: string
   checkSendProxy?: boolean
+  flapDamping?: string
   fastInterval?: string
   downInterval?: string
   admin?: string
@@ -148,7 +149,7 @@ export function serviceFromFlags(f: FlagValues): Record<string, unknown> {
   const health: Record<string, unknown> = {
     type: f.check, interval: f.checkInterval, timeout: f.checkTimeout, rise: f.rise, fall: f.fall, port: f.checkPort,
     send: f.checkSend, expect: f.checkExpect, httpPath: f.checkHttpPath, httpStatus: f.checkHttpStatus,
-    fastInterval: f.fastInterval, downInterval: f.downInterval, sendProxy: f.checkSendProxy,
+    fastInterval: f.fastInterval, downInterval: f.downInterval, sendProxy: f.checkSendProxy, flapDamping: f.flapDamping,
   }
   const service: Record<string, unknown> = {
     name: f.name, listen: f.listen, backends: f.backend, protocol: f.protocol, balance: f.balance, hashKey: f.hashKey,

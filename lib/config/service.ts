@@ -4,7 +4,7 @@
  * wrote it (`--connect-timeout` or `services[0].connectTimeout`) with the value.
  */
 import { parseHostPort, parsePort, CidrList, formatHostPort, type HostPort } from '../address/index.js'
-import { algorithmNames } from '../balance/index.js'
+import { algorithmNames, isBalanceName, MAX_WEIGHT } from '../balance/index.js'
 import { ConfigError, L4lbError } from '../errors.js'
 import { DEFAULTS } from './defaults.js'
 import { parseDuration } from './duration.js'
@@ -22,7 +22,7 @@ export const SERVICE_KEYS = [
 ] as const
 export const HEALTH_KEYS = [
   'type', 'interval', 'timeout', 'rise', 'fall', 'fastInterval', 'downInterval', 'port', 'send', 'expect',
-  'httpPath', 'httpStatus', 'sendProxy',
+  'httpPath', 'httpStatus', 'sendProxy', 'flapDamping',
 ] as const
 export const BACKEND_KEYS = ['address', 'weight', 'backup', 'checkPort'] as const
 
@@ -122,7 +122,7 @@ function bytes(raw: unknown, path: Path, problems: Problems): Buffer | undefined
 function listenAddress(raw: unknown, path: Path, problems: Problems): HostPort | undefined {
   if (typeof raw !== 'string') return problems.add(path, raw, 'must be "[host]:port"')
   try {
-    const hp = parseHostPort(raw.trim(), '::')
+    const hp = parseHostPort(raw.trim(), '::', true)
     if (hp.family === 0 && hp.host !== 'localhost') return problems.add(path, raw, 'listen on an IP address (or ":port" for all)')
     return hp.family === 0 ? { host: '127.0.0.1', port: hp.port, family: 4 } : hp
   } catch (err) {
@@ -170,17 +170,20 @@ function backend(raw: unknown, path: Path, problems: Problems): BackendConfig | 
   } catch (err) {
     return problems.add(addressPath, typeof raw === 'string' ? raw : addressText, problemOf(err))
   }
-  const weightPath = typeof raw === 'string' ? path : [...path, 'weight']
-  const weight = integer(spec.weight, DEFAULTS.weight, 1, DEFAULTS.maxWeight, weightPath, problems)
-  return {
+  // In the flag form the user typed one string: errors quote all of it, not the piece inside.
+  const sub = typeof raw === 'string' ? new Problems(problems.keyOf) : problems
+  const at = (key: string): Path => (typeof raw === 'string' ? path : [...path, key])
+  const config: BackendConfig = {
     name: formatHostPort(hp.host, hp.port),
     host: hp.host,
     port: hp.port,
     family: hp.family,
-    weight,
-    backup: boolean(spec.backup, false, typeof raw === 'string' ? path : [...path, 'backup'], problems),
-    checkPort: port(spec.checkPort, typeof raw === 'string' ? path : [...path, 'checkPort'], problems),
+    weight: integer(spec.weight, DEFAULTS.weight, 1, MAX_WEIGHT, at('weight'), sub),
+    backup: boolean(spec.backup, false, at('backup'), sub),
+    checkPort: port(spec.checkPort, at('checkPort'), sub),
   }
+  if (sub !== problems) for (const e of sub.list) problems.add(path, raw, e.problem)
+  return config
 }
 
 function health(raw: unknown, path: Path, problems: Problems): HealthConfig {
@@ -217,7 +220,21 @@ function health(raw: unknown, path: Path, problems: Problems): HealthConfig {
     httpPath,
     httpStatus,
     sendProxy: boolean(h.sendProxy, false, [...path, 'sendProxy'], problems),
+    flapDamping: flapDamping(h.flapDamping, [...path, 'flapDamping'], problems),
   }
+}
+
+/** `"4/60s/30s"`: more than 4 up/down changes within 60s → stay passing 30s before coming up. */
+function flapDamping(raw: unknown, path: Path, problems: Problems): HealthConfig['flapDamping'] {
+  if (raw === undefined || raw === null || raw === false || raw === 'off') return undefined
+  const parts = typeof raw === 'string' ? raw.split('/') : []
+  if (parts.length !== 3) return problems.add(path, raw, 'must be "TRANSITIONS/WINDOW/HOLD", e.g. "4/60s/30s"')
+  const maxTransitions = integer(parts[0], 4, 1, 1000, path, problems)
+  const windowMs = parseDuration(parts[1]!)
+  const holdMs = parseDuration(parts[2]!)
+  if (typeof windowMs !== 'number' || windowMs <= 0) return problems.add(path, raw, `window ${JSON.stringify(parts[1])}: ${typeof windowMs === 'string' ? windowMs : 'must be more than 0'}`)
+  if (typeof holdMs !== 'number') return problems.add(path, raw, `hold ${JSON.stringify(parts[2])}: ${holdMs}`)
+  return { maxTransitions, windowMs, holdMs }
 }
 
 export function validateService(raw: unknown, path: Path, fallbackName: string, problems: Problems): ServiceConfig | undefined {
@@ -239,7 +256,7 @@ export function validateService(raw: unknown, path: Path, fallbackName: string, 
   const protocols = PROTOCOLS[protocolText] ?? (problems.add(at('protocol'), s.protocol, 'must be tcp, udp or tcp,udp') ?? ['tcp' as const])
 
   const balance = s.balance === undefined ? DEFAULTS.balance : s.balance
-  if (typeof balance !== 'string' || !algorithmNames.includes(balance)) problems.add(at('balance'), s.balance, `must be one of ${algorithmNames.join(', ')}`)
+  if (typeof balance !== 'string' || !isBalanceName(balance)) problems.add(at('balance'), s.balance, `must be one of ${algorithmNames.join(', ')}`)
 
   const acceptProxy = list(s.acceptProxy).map(String).flatMap((c) => c.split(',')).map((c) => c.trim()).filter((c) => c !== '')
   for (const cidr of acceptProxy) {

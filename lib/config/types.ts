@@ -33,6 +33,8 @@ export interface HealthConfig {
   readonly httpPath: string
   readonly httpStatus: string
   readonly sendProxy: boolean
+  /** Off when undefined; see README "Flap damping". */
+  readonly flapDamping: { readonly maxTransitions: number; readonly windowMs: number; readonly holdMs: number } | undefined
 }
 
 export interface ServiceConfig {

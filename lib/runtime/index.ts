@@ -4,8 +4,10 @@
  */
 import type { Logger } from 'pino'
 import type { Config, ServiceConfig } from '../config/index.js'
+import type { Prober } from '../health/index.js'
 import { Pool, type StateChange } from '../pool/index.js'
 import { TcpService } from '../tcp/service.js'
+import { attachProber } from './health.js'
 import { resolveBackends } from './resolve.js'
 
 export class Runtime {
@@ -13,6 +15,7 @@ export class Runtime {
   readonly logger: Logger
   readonly pools: Pool[] = []
   readonly tcp: TcpService[] = []
+  readonly probers: Prober[] = []
 
   private constructor(config: Config, logger: Logger) {
     this.config = config
@@ -37,10 +40,13 @@ export class Runtime {
       balance: service.balance,
       backends: service.backends,
       addresses,
-      initiallyUp: true,
+      // Checked backends start unusable and come up on their first passing check (README:
+      // "Initial state"); with no checks there is nothing to wait for.
+      initiallyUp: service.health.type === 'none',
     })
     pool.onStateChange(this.#logStateChange)
     this.pools.push(pool)
+    if (service.health.type !== 'none') this.probers.push(await attachProber(pool, service.health, this.logger))
     if (service.protocols.includes('tcp')) {
       const tcp = new TcpService(service, pool, this.logger)
       this.tcp.push(tcp)
@@ -53,9 +59,14 @@ export class Runtime {
   }
 
   readonly #logStateChange = (change: StateChange): void => {
-    const fields = { service: change.pool, backend: change.backend.name, from: change.from, to: change.to, reason: change.reason, lastError: change.lastError }
+    const pool = this.pools.find((p) => p.name === change.pool)
+    const fields = {
+      service: change.pool, backend: change.backend.name, from: change.from, to: change.to, reason: change.reason,
+      lastError: change.lastError, usable: pool?.usableCount, usingBackups: pool?.usingBackups,
+    }
     if (change.to === 'down') this.logger.warn(fields, 'backend state changed')
     else this.logger.info(fields, 'backend state changed')
+    if (pool && pool.usableCount === 0) this.logger.error({ service: change.pool }, 'no usable backend: new connections are closed')
   }
 
   get activeConnections(): number {
@@ -66,7 +77,7 @@ export class Runtime {
    * Stops accepting, waits up to `drainTimeoutMs` for connections to finish, then closes the rest.
    */
   async stop(drainTimeoutMs: number): Promise<void> {
-    await Promise.all(this.tcp.map((s) => s.stopAccepting()))
+    await Promise.all([...this.tcp.map((s) => s.stopAccepting()), ...this.probers.map((p) => p.stop())])
     const idle = Promise.all(this.tcp.map((s) => s.whenIdle()))
     let timer: NodeJS.Timeout | undefined
     const timeout = new Promise<'timeout'>((resolve) => {

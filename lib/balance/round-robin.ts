@@ -1,0 +1,79 @@
+/**
+ * nginx's smooth weighted round-robin (ngx_http_upstream_get_peer, 2012): every pick adds each
+ * backend's weight to its `current`, takes the largest, and subtracts the total weight from the
+ * winner. Over any total-weight picks each backend is chosen exactly `weight` times, and the
+ * heavy ones are interleaved (3:2:1 gives a,b,a,c,b,a) rather than sent in bursts.
+ *
+ * State lives in the picker, so the sequence restarts whenever the pool rebuilds it. Backends
+ * are visited in name order and ties go to the lower name, so the sequence depends only on the
+ * set of (name, weight) and two instances given the same set send the same order.
+ */
+import { orderByName, validateEntries } from './entries.js'
+import type { Algorithm, BalanceEntry, Picker } from './types.js'
+
+class RoundRobinPicker implements Picker {
+  /** Entry indices in name order; every other array is indexed by this rank. */
+  readonly #order: Int32Array
+  readonly #weights: Int32Array
+  /** |current| stays below the total weight (≤ 256 · N), well inside an Int32. */
+  readonly #current: Int32Array
+  readonly #totalWeight: number
+
+  constructor(entries: readonly BalanceEntry[]) {
+    this.#order = orderByName(entries)
+    this.#weights = new Int32Array(entries.length)
+    this.#current = new Int32Array(entries.length)
+    let total = 0
+    for (let rank = 0; rank < this.#order.length; rank++) {
+      const weight = entries[this.#order[rank] ?? 0]?.weight ?? 0
+      this.#weights[rank] = weight
+      total += weight
+    }
+    this.#totalWeight = total
+  }
+
+  pick(_hash: number, exclude?: ReadonlySet<number> | null): number {
+    const order = this.#order
+    const weights = this.#weights
+    const current = this.#current
+    const count = order.length
+    let best = -1
+    let bestCurrent = 0
+    let total = this.#totalWeight
+    if (!exclude || exclude.size === 0) {
+      for (let rank = 0; rank < count; rank++) {
+        const value = (current[rank] ?? 0) + (weights[rank] ?? 0)
+        current[rank] = value
+        if (best < 0 || value > bestCurrent) {
+          best = rank
+          bestCurrent = value
+        }
+      }
+    } else {
+      // As nginx does for peers already tried: an excluded backend neither gains weight nor
+      // counts in the total, so the others keep their smooth proportions among themselves.
+      total = 0
+      for (let rank = 0; rank < count; rank++) {
+        if (exclude.has(order[rank] ?? -1)) continue
+        const weight = weights[rank] ?? 0
+        const value = (current[rank] ?? 0) + weight
+        current[rank] = value
+        total += weight
+        if (best < 0 || value > bestCurrent) {
+          best = rank
+          bestCurrent = value
+        }
+      }
+    }
+    if (best < 0) return -1
+    current[best] = bestCurrent - total
+    return order[best] ?? -1
+  }
+}
+
+export function createPicker(entries: readonly BalanceEntry[], active: Int32Array): Picker {
+  validateEntries('round-robin', entries, active)
+  return new RoundRobinPicker(entries)
+}
+
+export const roundRobin: Algorithm = { hashed: false, createPicker }

@@ -1,0 +1,27 @@
+/**
+ * The health prober: schedules TCP / send-expect / HTTP checks with HAProxy's rise/fall
+ * semantics and reports state changes as events. It owns no data-path socket and knows
+ * nothing of pools or the CLI: the pool feeds it targets and passive observations, and
+ * applies its events.
+ */
+export { Prober, HISTORY_SIZE } from './prober.js'
+export type { HealthEvent, HealthListener, HealthState, ProberDeps, TargetStatus } from './prober.js'
+export { startCheck, checkOnce, quoteBytes } from './checks.js'
+export type { CheckResult, CheckRunner, CheckTarget, RunningCheck } from './checks.js'
+export {
+  resolveCheckOptions,
+  parseExpectStatus,
+  DEFAULT_INTERVAL_MS,
+  DEFAULT_TIMEOUT_MS,
+  DEFAULT_RISE,
+  DEFAULT_FALL,
+  DEFAULT_JITTER_RATIO,
+  DEFAULT_HTTP_PATH,
+  DEFAULT_HTTP_EXPECT_STATUS,
+  MAX_REPLY_BYTES,
+} from './options.js'
+export type { CheckOptions, CheckType, ExpectMatch, FlapDamping, InitialState, ResolvedCheckOptions } from './options.js'
+export { step, initialHealth, isUp, isTransitional, maxHealth } from './rise-fall.js'
+export type { CounterStart, RiseFall, StepResult } from './rise-fall.js'
+export { realClock } from './clock.js'
+export type { Clock, TimerHandle } from './clock.js'

@@ -1,0 +1,222 @@
+import { ConfigError } from '../errors.js'
+import type { CounterStart } from './rise-fall.js'
+
+export type CheckType = 'tcp' | 'send-expect' | 'http' | 'none'
+
+/**
+ * 'first-check' (default): the target is neither up nor down ('starting', not usable) until its
+ * first check; that check decides at once. The other four are HAProxy's `init-state` values.
+ */
+export type InitialState = 'first-check' | CounterStart
+
+/**
+ * How a send-expect reply is matched against `expect`: 'prefix' (default) decides as soon as
+ * enough bytes arrived, so a wrong reply is reported as a mismatch and not as a timeout;
+ * 'contains' (HAProxy's `tcp-check expect string`) searches the first MAX_REPLY_BYTES.
+ */
+export type ExpectMatch = 'prefix' | 'contains'
+
+/**
+ * Flap damping (l4lb's own rule; HAProxy has only rise/fall): when a target changed state more
+ * than `maxTransitions` times within the last `windowMs`, its next down→up transition also
+ * requires it to keep passing for `holdMs` after reaching `rise`.
+ */
+export interface FlapDamping {
+  maxTransitions: number
+  windowMs: number
+  holdMs: number
+}
+
+export interface CheckOptions {
+  type: CheckType
+  /** Between checks of a steady up target. Default 2000 (HAProxy `inter`). */
+  intervalMs?: number
+  /** Connect plus reply, per check. Default 1000. */
+  timeoutMs?: number
+  /** Default 2. */
+  rise?: number
+  /** Default 3. */
+  fall?: number
+  /** HAProxy `fastinter`: while the counter is between thresholds or unchecked. Default intervalMs. */
+  fastIntervalMs?: number
+  /** HAProxy `downinter`: while steadily down. Default intervalMs. */
+  downIntervalMs?: number
+  /** Probe this port instead of the backend's. */
+  port?: number
+  /** send-expect: bytes written after connecting; absent for protocols that greet first. */
+  send?: Buffer
+  /** send-expect: the reply must match one of these (PostgreSQL SSLRequest: 'S' or 'N'). */
+  expect?: Buffer | readonly Buffer[]
+  /** Default 'prefix'. */
+  expectMatch?: ExpectMatch
+  /** http: request path. Default '/'. */
+  httpPath?: string
+  /** http: accepted statuses, comma-separated codes or classes: '2xx' (default), '200,204'. */
+  httpExpectStatus?: string
+  /** Written first on every check connection (a PROXY v2 LOCAL header) when backends require it. */
+  sendProxyLocal?: Buffer
+  /** Each delay is spread by ±ratio so backends don't get checked in lockstep. Default 0.1. */
+  jitterRatio?: number
+  /** Off unless given. */
+  flap?: FlapDamping
+  /** Default 'first-check'. */
+  initialState?: InitialState
+  /** How long `recentlyFailed(id)` stays true after a failure. Default intervalMs. */
+  recentFailureWindowMs?: number
+}
+
+/** Options after defaults and validation; built once per Prober. */
+export interface ResolvedCheckOptions {
+  readonly type: CheckType
+  readonly intervalMs: number
+  readonly timeoutMs: number
+  readonly rise: number
+  readonly fall: number
+  readonly fastIntervalMs: number
+  readonly downIntervalMs: number
+  readonly port: number | null
+  /** sendProxyLocal and send joined once, so a check is one write. */
+  readonly sendBytes: Buffer
+  readonly expect: readonly Buffer[]
+  readonly expectMatch: ExpectMatch
+  readonly httpPath: string
+  readonly httpStatusOk: (status: number) => boolean
+  readonly sendProxyLocal: Buffer | null
+  readonly jitterRatio: number
+  readonly flap: FlapDamping | null
+  readonly initialState: InitialState
+  readonly recentFailureWindowMs: number
+}
+
+export const DEFAULT_INTERVAL_MS = 2000
+export const DEFAULT_TIMEOUT_MS = 1000
+export const DEFAULT_RISE = 2
+export const DEFAULT_FALL = 3
+export const DEFAULT_JITTER_RATIO = 0.1
+export const DEFAULT_HTTP_PATH = '/'
+export const DEFAULT_HTTP_EXPECT_STATUS = '2xx'
+
+const CHECK_TYPES: readonly CheckType[] = ['tcp', 'send-expect', 'http', 'none']
+const INITIAL_STATES: readonly InitialState[] = ['first-check', 'fully-up', 'up', 'down', 'fully-down']
+
+/** Validates and fills defaults; every error names the option and the value. */
+export function resolveCheckOptions(options: CheckOptions): ResolvedCheckOptions {
+  if (!CHECK_TYPES.includes(options.type)) {
+    throw new ConfigError('check.type', options.type, `must be one of ${CHECK_TYPES.join(', ')}`)
+  }
+  const intervalMs = positiveMs('intervalMs', options.intervalMs ?? DEFAULT_INTERVAL_MS)
+  const timeoutMs = positiveMs('timeoutMs', options.timeoutMs ?? DEFAULT_TIMEOUT_MS)
+  const rise = count('rise', options.rise ?? DEFAULT_RISE)
+  const fall = count('fall', options.fall ?? DEFAULT_FALL)
+  const fastIntervalMs = positiveMs('fastIntervalMs', options.fastIntervalMs ?? intervalMs)
+  const downIntervalMs = positiveMs('downIntervalMs', options.downIntervalMs ?? intervalMs)
+  const recentFailureWindowMs = nonNegativeMs('recentFailureWindowMs', options.recentFailureWindowMs ?? intervalMs)
+
+  let port: number | null = null
+  if (options.port !== undefined) {
+    if (!Number.isInteger(options.port) || options.port < 1 || options.port > 65535) {
+      throw new ConfigError('check.port', options.port, 'must be an integer from 1 to 65535')
+    }
+    port = options.port
+  }
+
+  const jitterRatio = options.jitterRatio ?? DEFAULT_JITTER_RATIO
+  if (!Number.isFinite(jitterRatio) || jitterRatio < 0 || jitterRatio > 0.5) {
+    throw new ConfigError('check.jitterRatio', jitterRatio, 'must be from 0 to 0.5')
+  }
+
+  const initialState = options.initialState ?? 'first-check'
+  if (!INITIAL_STATES.includes(initialState)) {
+    throw new ConfigError('check.initialState', initialState, `must be one of ${INITIAL_STATES.join(', ')}`)
+  }
+
+  let flap: FlapDamping | null = null
+  if (options.flap !== undefined) {
+    flap = {
+      maxTransitions: count('flap.maxTransitions', options.flap.maxTransitions),
+      windowMs: positiveMs('flap.windowMs', options.flap.windowMs),
+      holdMs: positiveMs('flap.holdMs', options.flap.holdMs),
+    }
+  }
+
+  const sendProxyLocal = options.sendProxyLocal ?? null
+  const send = options.send ?? Buffer.alloc(0)
+  const expect = options.expect === undefined ? [] : Buffer.isBuffer(options.expect) ? [options.expect] : [...options.expect]
+  const expectMatch = options.expectMatch ?? 'prefix'
+  if (expectMatch !== 'prefix' && expectMatch !== 'contains') {
+    throw new ConfigError('check.expectMatch', expectMatch, "must be 'prefix' or 'contains'")
+  }
+  if (options.type === 'send-expect') {
+    // Without an expectation the check would pass on connect: that is a tcp check, say so.
+    if (expect.length === 0) throw new ConfigError('check.expect', options.expect, 'send-expect needs at least one expected reply')
+    if (expect.some((e) => e.length === 0)) throw new ConfigError('check.expect', options.expect, 'an expected reply must not be empty')
+    if (expect.some((e) => e.length > MAX_REPLY_BYTES)) {
+      throw new ConfigError('check.expect', options.expect, `an expected reply must fit in ${MAX_REPLY_BYTES} bytes`)
+    }
+  }
+
+  const httpPath = options.httpPath ?? DEFAULT_HTTP_PATH
+  // The path goes verbatim into the request line: refuse anything that could split it.
+  if (!/^\/[\x21-\x7e]*$/.test(httpPath)) {
+    throw new ConfigError('check.httpPath', httpPath, "must start with '/' and hold only visible ASCII")
+  }
+  const httpStatusOk = parseExpectStatus(options.httpExpectStatus ?? DEFAULT_HTTP_EXPECT_STATUS)
+
+  return {
+    type: options.type,
+    intervalMs,
+    timeoutMs,
+    rise,
+    fall,
+    fastIntervalMs,
+    downIntervalMs,
+    port,
+    sendBytes: sendProxyLocal ? Buffer.concat([sendProxyLocal, send]) : send,
+    expect,
+    expectMatch,
+    httpPath,
+    httpStatusOk,
+    sendProxyLocal,
+    jitterRatio,
+    flap,
+    initialState,
+    recentFailureWindowMs,
+  }
+}
+
+/** A reply is read up to this many bytes; enough for any banner or status line we match. */
+export const MAX_REPLY_BYTES = 4096
+
+/** '2xx', '200', '200,204', '2xx,301' → a predicate. */
+export function parseExpectStatus(spec: string): (status: number) => boolean {
+  const exact = new Set<number>()
+  const classes = new Set<number>()
+  for (const raw of spec.split(',')) {
+    const token = raw.trim().toLowerCase()
+    if (/^[1-5]xx$/.test(token)) classes.add(Number(token[0]))
+    else if (/^[1-5]\d\d$/.test(token)) exact.add(Number(token))
+    else throw new ConfigError('check.httpExpectStatus', spec, "expected codes or classes like '2xx', '200,204'")
+  }
+  return (status) => exact.has(status) || classes.has(Math.floor(status / 100))
+}
+
+function positiveMs(key: string, value: number): number {
+  if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) {
+    throw new ConfigError(`check.${key}`, value, 'must be a positive number of milliseconds')
+  }
+  return value
+}
+
+function nonNegativeMs(key: string, value: number): number {
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) {
+    throw new ConfigError(`check.${key}`, value, 'must be zero or a positive number of milliseconds')
+  }
+  return value
+}
+
+function count(key: string, value: number): number {
+  if (!Number.isInteger(value) || value < 1) {
+    throw new ConfigError(`check.${key}`, value, 'must be a positive integer')
+  }
+  return value
+}

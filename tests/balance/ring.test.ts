@@ -1,0 +1,125 @@
+import t from 'tap'
+import { MAX_RING_POINTS, POINTS_PER_WEIGHT } from '../../lib/balance/index.js'
+import { buildRing, createPicker, vnodeCounts } from '../../lib/balance/ring.js'
+import {
+  activeFor,
+  backends,
+  clientKeyHashes,
+  mapKeys,
+  movedFraction,
+  percent,
+  reversed,
+  sharesBySlot,
+  weighted,
+  representatives,
+  without,
+} from './fixtures.js'
+
+const hashes = clientKeyHashes()
+
+t.test('each backend places POINTS_PER_WEIGHT points per unit of weight on a sorted ring', async (t) => {
+  const entries = weighted([
+    ['10.0.0.1:5432', 3],
+    ['10.0.0.2:5432', 1],
+  ])
+  const { points, owners } = buildRing(entries)
+  t.equal(points.length, 4 * POINTS_PER_WEIGHT)
+  let sorted = true
+  for (let i = 1; i < points.length; i++) if (points[i]! < points[i - 1]!) sorted = false
+  t.ok(sorted, 'points ascend')
+  t.equal(owners.filter((owner) => owner === 0).length, 3 * POINTS_PER_WEIGHT)
+})
+
+t.test('removing one of N backends moves only its own clients, and re-adding it moves them back', async (t) => {
+  for (const count of [3, 5, 10, 20]) {
+    const entries = backends(count)
+    const before = mapKeys(createPicker(entries, activeFor(entries)), entries, hashes)
+    let worst = 0
+    for (const gone of representatives(entries)) {
+      const rest = without(entries, gone.name)
+      const after = mapKeys(createPicker(rest, activeFor(entries)), rest, hashes)
+      let strayed = 0
+      for (let i = 0; i < before.length; i++) if (before[i] !== gone.slot && after[i] !== before[i]) strayed++
+      t.equal(strayed, 0, `N=${count} without ${gone.name}: no other backend's client moves`)
+      const moved = movedFraction(before, after)
+      worst = Math.max(worst, moved)
+      t.ok(moved <= 1 / count + 0.02, `N=${count} without ${gone.name}: ${percent(moved)} moved`)
+      const back = [...rest, gone]
+      t.equal(movedFraction(before, mapKeys(createPicker(back, activeFor(back)), back, hashes)), 0, 're-added')
+    }
+    t.comment(`N=${count}: worst remap ${percent(worst)} (1/N = ${percent(1 / count)})`)
+  }
+})
+
+t.test('weights 3:2:1 split clients 50/33/17 within 3 points', async (t) => {
+  const entries = weighted([
+    ['10.0.0.1:5432', 3],
+    ['10.0.0.2:5432', 2],
+    ['10.0.0.3:5432', 1],
+  ])
+  const shares = sharesBySlot(mapKeys(createPicker(entries, activeFor(entries)), entries, hashes), 3)
+  const expected = [3 / 6, 2 / 6, 1 / 6]
+  entries.forEach((entry, i) => {
+    t.ok(Math.abs(shares[i]! - expected[i]!) <= 0.03, `${entry.name}: ${percent(shares[i]!)}`)
+  })
+  t.comment(`3:2:1 shares: ${shares.map(percent).join(' / ')}`)
+})
+
+t.test('huge weights are capped near MAX_RING_POINTS and keep their proportions', async (t) => {
+  const entries = weighted(Array.from({ length: 12 }, (_, i) => [`10.0.2.${i + 1}:5432`, i < 6 ? 256 : 128] as const))
+  const counts = vnodeCounts(entries)
+  const total = counts.reduce((sum, count) => sum + count, 0)
+  t.ok(total <= MAX_RING_POINTS + entries.length, `${total} points`)
+  t.equal(counts[0], 2 * counts[11]!, 'weight 256 still has twice the points of weight 128')
+  const shares = sharesBySlot(mapKeys(createPicker(entries, activeFor(entries)), entries, hashes), 12)
+  const heavy = shares.slice(0, 6).reduce((sum, share) => sum + share, 0)
+  t.ok(Math.abs(heavy - 2 / 3) <= 0.03, `the six weight-256 backends take ${percent(heavy)}`)
+  t.equal(vnodeCounts(weighted([['10.0.0.1:5432', 1]]))[0], POINTS_PER_WEIGHT, 'small rings are not scaled')
+})
+
+t.test('the same backends listed in another order map every client identically', async (t) => {
+  const entries = weighted([
+    ['10.0.0.7:5432', 2],
+    ['10.0.0.1:5432', 1],
+    ['db-3.internal:5432', 5],
+    ['10.0.0.12:5432', 1],
+  ])
+  const other = reversed(entries)
+  const moved = movedFraction(
+    mapKeys(createPicker(other, activeFor(other)), other, hashes),
+    mapKeys(createPicker(entries, activeFor(entries)), entries, hashes),
+  )
+  t.equal(moved, 0, 'no client of 100k maps differently')
+})
+
+t.test('a retry that excludes a backend goes where its clients will live once it is removed', async (t) => {
+  const entries = backends(5)
+  const picker = createPicker(entries, activeFor(entries))
+  const gone = entries[2]!
+  const exclude = new Set([2])
+  const fallbacks = mapKeys(picker, entries, hashes, exclude)
+  const rest = without(entries, gone.name)
+  t.equal(movedFraction(fallbacks, mapKeys(createPicker(rest, activeFor(entries)), rest, hashes)), 0)
+  t.equal(movedFraction(fallbacks, mapKeys(picker, entries, hashes, exclude)), 0, 'stable on a second try')
+  t.notOk(fallbacks.includes(gone.slot), 'never the excluded backend')
+  const two = new Set([0, 4])
+  t.notOk(
+    mapKeys(picker, entries, hashes.subarray(0, 10_000), two).some((slot) => slot === 0 || slot === 4),
+    'two excluded backends are both avoided',
+  )
+  t.equal(picker.pick(hashes[0]!, new Set([0, 1, 2, 3, 4])), -1, 'all excluded')
+  t.equal(createPicker([], new Int32Array(0)).pick(hashes[0]!), -1, 'no backends')
+})
+
+t.test('ring build cost', async (t) => {
+  const entries = weighted(Array.from({ length: 8 }, (_, i) => [`10.0.3.${i + 1}:5432`, 256] as const))
+  const started = process.hrtime.bigint()
+  const ring = buildRing(entries)
+  const ms = Number(process.hrtime.bigint() - started) / 1e6
+  const small = backends(20)
+  const startedSmall = process.hrtime.bigint()
+  buildRing(small)
+  const msSmall = Number(process.hrtime.bigint() - startedSmall) / 1e6
+  t.comment(`${ring.points.length} points (8 × weight 256): ${ms.toFixed(1)} ms; 20 × weight 1: ${msSmall.toFixed(1)} ms`)
+  t.pass('measured (not asserted)')
+})

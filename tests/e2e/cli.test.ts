@@ -1,0 +1,91 @@
+import t from 'tap'
+import net from 'node:net'
+import { EchoBackend, connect, eventually, listen, closeServer, readLine, runL4lb, spawnL4lb, within } from '../helpers/index.js'
+
+// Each bad input gets exit code 2 and exactly one line that names the flag and the value.
+const badFlags: Array<[string[], string]> = [
+  [['-l', ':5432', '-b', 'db1:99999'], 'l4lb: --backend "db1:99999": port must be 1-65535'],
+  [['-l', ':70000', '-b', 'db1:5432'], 'l4lb: --listen ":70000": port must be 1-65535'],
+  [['-l', 'db1', '-b', 'db1:5432'], 'l4lb: --listen "db1": expected host:port'],
+  [['-l', ':5432', '-b', '::1:5432'], 'l4lb: --backend "::1:5432": IPv6 addresses need brackets: [addr]:port'],
+  [['-l', ':5432', '-b', 'db1:5432,weight=0'], 'l4lb: --backend "db1:5432,weight=0": must be a whole number from 1 to 256'],
+  [['-l', ':5432', '-b', 'db1:5432,heavy'], 'l4lb: --backend "db1:5432,heavy": unknown backend option "heavy" (use weight=N, backup, check-port=N)'],
+  [['-l', ':5432', '-b', 'db1:5432', '--connect-timeout', '5'], 'l4lb: --connect-timeout "5": needs a unit: ms, s, m or h (e.g. "5s")'],
+  [['-l', ':5432', '-b', 'db1:5432', '--idle-timeout', 'forever'], 'l4lb: --idle-timeout "forever": not a duration: use a number with ms, s, m or h (e.g. "500ms", "5s", "1m30s")'],
+  [['-l', ':5432', '-b', 'db1:5432', '--retries', '-1'], 'l4lb: --retries "-1": must be a whole number from 0 to 16'],
+  [['-l', ':5432', '-b', 'db1:5432', '--max-conns', 'lots'], 'l4lb: --max-conns "lots": must be a whole number from 0 to 10000000'],
+  [['-l', ':5432', '-b', 'db1:5432', '--hash-key', 'dst-ip'], 'l4lb: --hash-key "dst-ip": must be one of src-ip, src-ip-port'],
+  [['-l', ':5432', '-b', 'db1:5432', '--log-level', 'loud'], 'l4lb: --log-level "loud": must be one of trace, debug, info, warn, error, fatal, silent'],
+  [['-l', ':5432', '-b', 'db1:5432', '--accept-proxy', '10.0.0.0/33'], 'l4lb: --accept-proxy "10.0.0.0/33": prefix length must be 0-32'],
+  [['-l', ':5432', '-b', 'db1:5432', '-b', 'db1:5432'], 'l4lb: --backend "db1:5432": duplicate backend'],
+  [['-l', ':5432'], 'l4lb: --backend: at least one backend is required'],
+  [['-b', 'db1:5432'], 'l4lb: --listen: at least one listen address is required (e.g. -l :5432)'],
+  [['-l', ':5432', '-b', 'db1:5432', '--frobnicate'], "l4lb: unknown option '--frobnicate'"],
+]
+
+t.test('bad flags exit 2 with one line naming the flag and the value', async (t) => {
+  // A few at a time: the suite shares two cores with other test files.
+  for (let i = 0; i < badFlags.length; i += 4) {
+    await Promise.all(
+      badFlags.slice(i, i + 4).map(async ([args, expected]) => {
+        const { code, stderr, stdout } = await runL4lb(args, 30_000)
+        t.equal(code, 2, `${args.join(' ')} exits 2`)
+        t.equal(stderr.trim(), expected, `${args.join(' ')}`)
+        t.equal(stderr.trim().split('\n').length, 1, 'exactly one line')
+        t.equal(stdout, '', 'nothing on stdout')
+      }),
+    )
+  }
+})
+
+t.test('--help shows examples for PostgreSQL and a game server; --version prints the version', async (t) => {
+  const help = await runL4lb(['run', '--help'])
+  t.equal(help.code, 0)
+  t.match(help.stdout, /--listen/)
+  t.match(help.stdout, /PostgreSQL/)
+  t.match(help.stdout, /Game servers/)
+  const version = await runL4lb(['--version'])
+  t.equal(version.code, 0)
+  t.match(version.stdout.trim(), /^\d+\.\d+\.\d+$/)
+})
+
+t.test('a port already in use: exit 1 with one line, no stack trace', async (t) => {
+  const taken = net.createServer()
+  const port = await listen(taken)
+  t.teardown(() => closeServer(taken))
+  const { code, stderr } = await runL4lb(['-l', `127.0.0.1:${port}`, '-b', '127.0.0.1:1', '--check', 'none'])
+  t.equal(code, 1)
+  t.equal(stderr.trim(), `l4lb: cannot listen on 127.0.0.1:${port}: address already in use`)
+})
+
+t.test('an unresolvable backend hostname: exit 1 naming it', async (t) => {
+  const { code, stderr } = await runL4lb(['-l', '127.0.0.1:0', '-b', 'no-such-host.invalid:5432', '--check', 'none'])
+  t.equal(code, 1)
+  t.match(stderr.trim(), /^l4lb: cannot resolve "no-such-host\.invalid": (ENOTFOUND|EAI_AGAIN)$/)
+})
+
+t.test('out of file descriptors (EMFILE): keeps running, logs, recovers when fds free up', async (t) => {
+  const backend = await new EchoBackend('a').start()
+  t.teardown(() => backend.stop())
+  // 40 descriptors: Node and the listener use ~20, so ~10 proxied connections exhaust it.
+  const lb = await spawnL4lb(['-l', '127.0.0.1:0', '-b', backend.address, '--check', 'none'], { prefix: ['prlimit', '--nofile=40'] })
+  t.teardown(() => lb.stop())
+  const held: net.Socket[] = []
+  for (let i = 0; i < 40; i++) {
+    try {
+      held.push(await within(2000, 'connect', connect(lb.ports[0]!)))
+    } catch {
+      break
+    }
+  }
+  await lb.waitForLog('an fd exhaustion warning', (l) => l.code === 'EMFILE' || l.code === 'ENFILE', 5000)
+  t.pass('EMFILE is logged')
+  for (const s of held) s.destroy()
+  await eventually('connections to drain', () => backend.sockets.size === 0, 5000)
+  t.equal(lb.proc.exitCode, null, 'still running')
+  const s = await connect(lb.ports[0]!)
+  t.equal(await readLine(s), 'a', 'serves again once descriptors are free')
+  s.destroy()
+  const warnings = lb.logs.filter((l) => l.code === 'EMFILE')
+  t.ok(warnings.length <= 5, `rate-limited: ${warnings.length} warning lines`)
+})
