@@ -22,7 +22,8 @@ import {
   l4lbAvailable,
 } from './lib/targets.mjs';
 import { runWrk, runIperf, runSockperf, udpCounters } from './lib/clients.mjs';
-import { renderTable, renderTargets, appendResults, median } from './lib/report.mjs';
+import { renderTable, renderTargets, appendResults } from './lib/report.mjs';
+import { orderFor } from './lib/order.mjs';
 
 const PERF_DIR = dirname(fileURLToPath(import.meta.url));
 const REPO_ROOT = resolve(PERF_DIR, '..');
@@ -204,13 +205,6 @@ function httpGet(port) {
     req.on('timeout', () => req.destroy(new Error('timeout')));
     req.on('error', reject);
   });
-}
-
-/** Target order for repetition r: ABBA-style alternation (reverse every other rep) plus a rotation. */
-export function orderFor(list, r) {
-  const k = Math.floor(r / 2) % list.length;
-  const rotated = [...list.slice(k), ...list.slice(0, k)];
-  return r % 2 ? rotated.reverse() : rotated;
 }
 
 /** 1, 5 and 15 minute load averages. */
