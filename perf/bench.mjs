@@ -228,7 +228,13 @@ function peakRssMb(pids) {
 // ---- main ----------------------------------------------------------------------------------
 
 async function main() {
-  const opts = parseArgs(process.argv.slice(2));
+  let opts;
+  try {
+    opts = parseArgs(process.argv.slice(2));
+  } catch (e) {
+    console.error(`perf: ${e.message}`);
+    process.exit(2);
+  }
   checkTools(opts);
   const l4lbBin = opts.l4lb ?? l4lbAvailable(REPO_ROOT);
   const dir = mkdtempSync(join(tmpdir(), 'l4lb-perf-'));
