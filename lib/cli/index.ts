@@ -14,6 +14,7 @@ import { createLogger } from '../log/index.js'
 import { Runtime } from '../runtime/index.js'
 import { algorithmNames } from '../balance/index.js'
 import { runDemo } from './demo.js'
+import { sdNotify } from '../runtime/notify.js'
 
 const VERSION = (createRequire(import.meta.url)('../../../package.json') as { version: string }).version
 
@@ -169,6 +170,7 @@ async function runCommand(opts: FlagValues): Promise<void> {
   const drainTimeoutMs = Math.max(...config.services.map((s) => s.drainTimeoutMs))
   installSignals(runtime, flush, drainTimeoutMs, () => admin?.close())
   if (opts.config) installReload(runtime, opts)
+  await sdNotify('READY=1', `serving ${config.services.length} service(s)`)
 }
 
 /**
@@ -179,12 +181,14 @@ function installReload(runtime: Runtime, opts: FlagValues): void {
   let reloading = Promise.resolve()
   process.on('SIGHUP', () => {
     reloading = reloading.then(async () => {
+      await sdNotify('RELOADING=1')
       let next: Config
       try {
         next = loadConfig(opts)
       } catch (err) {
         const lines = err instanceof ConfigFileError ? err.problems.map((p) => `${err.file}:${p.line}: ${p.message}`) : [String((err as Error).message)]
         runtime.logger.error({ errors: lines }, 'reload rejected: config invalid, keeping the running config')
+        await sdNotify('READY=1', 'reload rejected: config invalid')
         return
       }
       try {
@@ -193,6 +197,7 @@ function installReload(runtime: Runtime, opts: FlagValues): void {
       } catch (err) {
         runtime.logger.error({ err: (err as Error).message }, 'reload failed part-way; services not yet updated keep the old config')
       }
+      await sdNotify('READY=1', `serving ${runtime.services.size} service(s)`)
     })
   })
 }
@@ -207,6 +212,7 @@ export function installSignals(runtime: Runtime, flush: () => void, drainTimeout
       process.exit(1)
     }
     stopping = true
+    void sdNotify('STOPPING=1')
     runtime.logger.info({ signal, active: runtime.activeConnections, drainTimeoutMs }, 'stopping: draining connections')
     runtime.stop(drainTimeoutMs).then(
       async () => {

@@ -1,10 +1,11 @@
 import t, { type Test } from 'tap'
-import { mkdtempSync, writeFileSync, rmSync } from 'node:fs'
+import { existsSync, mkdtempSync, readFileSync, writeFileSync, rmSync } from 'node:fs'
+import { spawn } from 'node:child_process'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import http from 'node:http'
 import type { Socket } from 'node:net'
-import { EchoBackend, connect, eventually, readLine, runL4lb, spawnL4lb, whoAnswers, within } from '../helpers/index.js'
+import { BIN, ROOT, EchoBackend, connect, eventually, readLine, runL4lb, spawnL4lb, whoAnswers, within } from '../helpers/index.js'
 
 function tmp(t: Test): string {
   const dir = mkdtempSync(path.join(tmpdir(), 'l4lb-test-'))
@@ -166,4 +167,53 @@ t.test('SIGHUP reload: 100 streaming connections survive, new weights apply, an 
   for (let i = 0; i < 40; i++) again[await whoAnswers(port)]!++
   t.same(again, { a: 30, b: 10 }, 'the running config is kept after an invalid reload')
   for (const s of streams) s.destroy()
+})
+
+function which(cmd: string): boolean {
+  return ['/usr/bin', '/bin', '/usr/sbin', '/usr/local/bin'].some((d) => existsSync(path.join(d, cmd)))
+}
+
+t.test('systemd: READY=1 after listeners bind, RELOADING=1/READY=1 around a reload, STOPPING=1', { skip: !which('python3') || !which('systemd-notify') ? 'needs python3 and systemd-notify' : false }, async (t) => {
+  const dir = tmp(t)
+  const sock = path.join(dir, 'notify.sock')
+  // A few lines of Python stand in for systemd: they print each datagram sent to the socket.
+  const receiver = 'import socket,sys\ns=socket.socket(socket.AF_UNIX,socket.SOCK_DGRAM)\ns.bind(sys.argv[1])\nwhile True: print(s.recv(65536).decode(), flush=True)'
+  const sink = spawn('python3', ['-c', receiver, sock], { stdio: ['ignore', 'pipe', 'ignore'] })
+  t.teardown(() => sink.kill())
+  let received = ''
+  sink.stdout.setEncoding('utf8').on('data', (c: string) => (received += c))
+  await eventually('the notify socket', () => existsSync(sock))
+  const a = await new EchoBackend('a').start()
+  t.teardown(() => a.stop())
+  const file = path.join(dir, 'l4lb.yaml')
+  writeFileSync(file, `services:\n  - name: app\n    listen: ["127.0.0.1:0"]\n    health: {type: none}\n    backends: ["${a.address}"]\n`)
+  const lb = await spawnL4lb(['-c', file], { env: { NOTIFY_SOCKET: sock } })
+  t.teardown(() => lb.stop())
+  await eventually('READY=1', () => received.includes('READY=1'))
+  t.match(received, `MAINPID=${lb.proc.pid}`)
+  received = ''
+  lb.proc.kill('SIGHUP')
+  await eventually('RELOADING=1 then READY=1', () => /RELOADING=1[\s\S]*READY=1/.test(received))
+  received = ''
+  lb.proc.kill('SIGTERM')
+  await eventually('STOPPING=1', () => received.includes('STOPPING=1'))
+  t.equal(await within(5000, 'exit', lb.exited), 0)
+})
+
+t.test('systemd-analyze verify accepts conf/l4lb.service', { skip: !which('systemd-analyze') ? 'needs systemd-analyze' : false }, async (t) => {
+  const dir = tmp(t)
+  // verify checks that ExecStart's binary exists: point it at this checkout's bin/l4lb.
+  const unit = readFileSync(path.join(ROOT, 'conf', 'l4lb.service'), 'utf8').replaceAll('/usr/bin/l4lb', BIN)
+  const file = path.join(dir, 'l4lb.service')
+  writeFileSync(file, unit)
+  const out = await new Promise<{ code: number | null; text: string }>((resolve) => {
+    const p = spawn('systemd-analyze', ['verify', file], { stdio: ['ignore', 'pipe', 'pipe'] })
+    let text = ''
+    p.stdout.on('data', (c: Buffer) => (text += c.toString()))
+    p.stderr.on('data', (c: Buffer) => (text += c.toString()))
+    p.on('close', (code) => resolve({ code, text }))
+  })
+  // Lines about the host's own units (no systemd running in a container) are not ours.
+  const ours = out.text.split('\n').filter((l) => l.includes('l4lb.service'))
+  t.same(ours, [], `no complaint about l4lb.service (exit ${out.code})`)
 })
