@@ -36,7 +36,7 @@ export async function runDemo(opts: { port: string; balance: string }): Promise<
   })
   const { logger, flush } = createLogger(config.log)
   const runtime = await Runtime.start(config, logger)
-  const port = runtime.tcp[0]!.addresses()[0]!.port
+  const port = runtime.services.get('demo')!.tcp!.addresses()[0]!.port
   process.stdout.write(
     [
       '',

@@ -5,12 +5,16 @@
  */
 import { createRequire } from 'node:module'
 import { Command, CommanderError, Option } from 'commander'
-import { configFromFlags, ConfigErrors, type FlagValues } from '../config/index.js'
+import { applyFlagOverrides, configFromFlags, ConfigErrors, type Config, type FlagValues } from '../config/index.js'
+import { ConfigFileError, loadConfigFile } from '../config/file.js'
+import { AdminServer } from '../admin/index.js'
+import { adminCommand, statusCommand } from './admin-client.js'
 import { L4lbError } from '../errors.js'
 import { createLogger } from '../log/index.js'
 import { Runtime } from '../runtime/index.js'
 import { algorithmNames } from '../balance/index.js'
 import { runDemo } from './demo.js'
+import { sdNotify } from '../runtime/notify.js'
 
 const VERSION = (createRequire(import.meta.url)('../../../package.json') as { version: string }).version
 
@@ -74,6 +78,9 @@ function addRunOptions(cmd: Command): Command {
     .option('--backlog <n>', 'listen backlog (default 4096)')
     .option('--reuse-port', 'set SO_REUSEPORT on listeners (Node >= 22.12)')
     .option('--name <name>', 'service name in logs and metrics (default "default")')
+    .option('-c, --config <file>', 'YAML config file (flags override it; see conf/)')
+    .option('--admin <host:port|path>', 'admin HTTP endpoint (status, metrics, drain); off by default')
+    .option('--admin-token-file <file>', 'require this bearer token on the admin endpoint')
     .option('--log-level <level>', 'trace|debug|info|warn|error|silent (default info)')
     .option('--log-format <json|pretty>', 'log format (default json)')
 }
@@ -100,20 +107,103 @@ export function buildProgram(): Command {
     .addOption(new Option('-a, --balance <algorithm>', 'balancing algorithm').choices(algorithmNames).default('round-robin'))
     .action(async (opts: { port: string; balance: string }) => runDemo(opts))
 
+  program
+    .command('check')
+    .description('validate a config file without starting; prints every error as FILE:LINE: key: message')
+    .requiredOption('-c, --config <file>', 'YAML config file')
+    .action((opts: { config: string }) => {
+      const config = loadConfigFile(opts.config)
+      process.stdout.write(`${opts.config}: ok (${config.services.length} service${config.services.length === 1 ? '' : 's'}: ${config.services.map((s) => s.name).join(', ')})\n`)
+    })
+
+  program
+    .command('status')
+    .description('show services and backends of a running l4lb (from its admin endpoint)')
+    .option('--admin <host:port|path>', 'admin endpoint', '127.0.0.1:9090')
+    .option('--admin-token-file <file>', 'bearer token file')
+    .option('--json', 'print the raw JSON')
+    .action(async (opts: { admin: string; adminTokenFile?: string; json?: boolean }) => statusCommand(opts))
+
+  for (const action of ['drain', 'maint', 'enable'] as const) {
+    program
+      .command(`${action} <service> <backend>`)
+      .description(
+        action === 'drain' ? 'stop sending new connections to a backend; existing ones finish'
+          : action === 'maint' ? 'take a backend out of rotation and stop checking it'
+            : 'put a drained or maint backend back under health control',
+      )
+      .option('--admin <host:port|path>', 'admin endpoint', '127.0.0.1:9090')
+      .option('--admin-token-file <file>', 'bearer token file')
+      .action(async (service: string, backend: string, opts: { admin: string; adminTokenFile?: string }) => adminCommand(action, service, backend, opts))
+  }
+
   program.addHelpText('after', EXAMPLES)
   return program
 }
 
-async function runCommand(opts: FlagValues): Promise<void> {
+function loadConfig(opts: FlagValues): Config {
+  if (opts.config) {
+    return loadConfigFile(opts.config, (raw) => {
+      const problem = applyFlagOverrides(raw, opts)
+      if (problem) throw new ExitError(EXIT_USAGE, problem)
+    })
+  }
   if (!opts.listen || opts.listen.length === 0) throw new ExitError(EXIT_USAGE, '--listen: at least one listen address is required (e.g. -l :5432)')
-  const config = configFromFlags(opts)
+  return configFromFlags(opts)
+}
+
+async function runCommand(opts: FlagValues): Promise<void> {
+  const config = loadConfig(opts)
   const { logger, flush } = createLogger(config.log)
   const runtime = await Runtime.start(config, logger)
-  installSignals(runtime, flush, config.services[0]?.drainTimeoutMs ?? 30_000)
+  let admin: AdminServer | undefined
+  if (config.admin) {
+    admin = new AdminServer(config.admin, runtime, logger)
+    try {
+      await admin.listen()
+    } catch (err) {
+      await runtime.stop(0)
+      throw err
+    }
+    logger.info({ admin: admin.address() }, 'admin endpoint listening')
+  }
+  const drainTimeoutMs = Math.max(...config.services.map((s) => s.drainTimeoutMs))
+  installSignals(runtime, flush, drainTimeoutMs, () => admin?.close())
+  if (opts.config) installReload(runtime, opts)
+  await sdNotify('READY=1', `serving ${config.services.length} service(s)`)
+}
+
+/**
+ * SIGHUP: re-read and validate the file; an invalid file is logged and the running config is
+ * kept unchanged. A valid one is applied in place (no fork, no second generation).
+ */
+function installReload(runtime: Runtime, opts: FlagValues): void {
+  let reloading = Promise.resolve()
+  process.on('SIGHUP', () => {
+    reloading = reloading.then(async () => {
+      await sdNotify('RELOADING=1')
+      let next: Config
+      try {
+        next = loadConfig(opts)
+      } catch (err) {
+        const lines = err instanceof ConfigFileError ? err.problems.map((p) => `${err.file}:${p.line}: ${p.message}`) : [String((err as Error).message)]
+        runtime.logger.error({ errors: lines }, 'reload rejected: config invalid, keeping the running config')
+        await sdNotify('READY=1', 'reload rejected: config invalid')
+        return
+      }
+      try {
+        const result = await runtime.reload(next)
+        runtime.logger.info(result, 'reloaded')
+      } catch (err) {
+        runtime.logger.error({ err: (err as Error).message }, 'reload failed part-way; services not yet updated keep the old config')
+      }
+      await sdNotify('READY=1', `serving ${runtime.services.size} service(s)`)
+    })
+  })
 }
 
 /** SIGTERM/SIGINT: drain gracefully; a second signal exits at once. */
-export function installSignals(runtime: Runtime, flush: () => void, drainTimeoutMs: number): void {
+export function installSignals(runtime: Runtime, flush: () => void, drainTimeoutMs: number, beforeExit?: () => unknown): void {
   let stopping = false
   const onSignal = (signal: NodeJS.Signals): void => {
     if (stopping) {
@@ -122,9 +212,11 @@ export function installSignals(runtime: Runtime, flush: () => void, drainTimeout
       process.exit(1)
     }
     stopping = true
+    void sdNotify('STOPPING=1')
     runtime.logger.info({ signal, active: runtime.activeConnections, drainTimeoutMs }, 'stopping: draining connections')
     runtime.stop(drainTimeoutMs).then(
-      () => {
+      async () => {
+        await beforeExit?.()
         runtime.logger.info('stopped')
         flush()
         process.exit(0)
@@ -157,6 +249,10 @@ function exitFor(err: unknown): number {
   if (err instanceof ExitError) {
     process.stderr.write(`l4lb: ${err.message}\n`)
     return err.exitCode
+  }
+  if (err instanceof ConfigFileError) {
+    process.stderr.write(err.message + '\n')
+    return EXIT_USAGE
   }
   if (err instanceof ConfigErrors) {
     process.stderr.write(`l4lb: ${err.errors[0]?.message ?? err.message}\n`)

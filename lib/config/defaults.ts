@@ -21,6 +21,8 @@ export const DEFAULTS = {
     fall: 3,
     httpPath: '/',
     httpStatus: '2xx',
+    /** Each check delay is spread by ±10% so many backends are not checked in lockstep. */
+    jitterRatio: 0.1,
   },
   log: { level: 'info', format: 'json' },
 } as const

@@ -1,11 +1,11 @@
 /**
  * Flags (and, later, the YAML file) → one validated, typed `Config`. Nothing here opens a socket.
  */
-import { formatHostPort } from '../address/index.js'
+import { formatHostPort, parseHostPort } from '../address/index.js'
 import type { ConfigError } from '../errors.js'
 import { DEFAULTS } from './defaults.js'
-import { Problems, validateService, type Path } from './service.js'
-import type { Config, LogFormat, LogLevel, ServiceConfig } from './types.js'
+import { checkUnknownKeys, Problems, validateService, type Path } from './service.js'
+import type { AdminConfig, Config, LogFormat, LogLevel, ServiceConfig } from './types.js'
 
 export * from './types.js'
 export { DEFAULTS } from './defaults.js'
@@ -25,7 +25,7 @@ const FLAG_OF: Record<string, string> = {
   'health.rise': '--rise', 'health.fall': '--fall', 'health.port': '--check-port', 'health.send': '--check-send',
   'health.expect': '--check-expect', 'health.httpPath': '--check-http-path', 'health.httpStatus': '--check-http-status',
   'health.fastInterval': '--fast-interval', 'health.downInterval': '--down-interval', 'health.sendProxy': '--check-send-proxy', 'health.flapDamping': '--flap-damping',
-  'log.level': '--log-level', 'log.format': '--log-format',
+  'log.level': '--log-level', 'log.format': '--log-format', 'admin.listen': '--admin', 'admin.tokenFile': '--admin-token-file',
 }
 
 export function flagName(path: Path): string {
@@ -76,13 +76,32 @@ export function validateConfig(raw: RawConfig, keyOf: (path: Path) => string, fa
   const format = log.format ?? DEFAULTS.log.format
   if (typeof format !== 'string' || !(LOG_FORMATS as readonly string[]).includes(format)) problems.add(['log', 'format'], log.format, `must be one of ${LOG_FORMATS.join(', ')}`)
 
-  let admin: string | undefined
-  if (raw.admin !== undefined && raw.admin !== null && raw.admin !== false) {
-    if (typeof raw.admin !== 'string' || raw.admin === '') problems.add(['admin'], raw.admin, 'must be "host:port" or a unix socket path')
-    else admin = raw.admin
-  }
+  const admin = adminConfig(raw.admin, problems)
   if (problems.list.length > 0) throw new ConfigErrors(problems.list)
   return { services, log: { level: level as LogLevel, format: format as LogFormat }, admin }
+}
+
+const ADMIN_KEYS = ['listen', 'tokenFile']
+
+function adminConfig(raw: unknown, problems: Problems): AdminConfig | undefined {
+  if (raw === undefined || raw === null || raw === false) return undefined
+  const spec = typeof raw === 'string' ? { listen: raw } : raw
+  if (!spec || typeof spec !== 'object' || Array.isArray(spec)) return problems.add(['admin'], raw, 'must be "host:port", a unix socket path, or {listen, tokenFile}')
+  const o = spec as Record<string, unknown>
+  checkUnknownKeys(o, ADMIN_KEYS, ['admin'], problems)
+  const listenPath: Path = typeof raw === 'string' ? ['admin'] : ['admin', 'listen']
+  const listen = o.listen
+  if (typeof listen !== 'string' || listen === '') return problems.add(listenPath, listen, 'must be "host:port" or a unix socket path')
+  if (!listen.includes('/')) {
+    try {
+      parseHostPort(listen, '127.0.0.1', true)
+    } catch {
+      return problems.add(listenPath, listen, 'must be "host:port" (e.g. 127.0.0.1:9090) or a unix socket path')
+    }
+  }
+  const tokenFile = o.tokenFile
+  if (tokenFile !== undefined && (typeof tokenFile !== 'string' || tokenFile === '')) return problems.add(['admin', 'tokenFile'], tokenFile, 'must be a file path')
+  return { listen, tokenFile: tokenFile as string | undefined }
 }
 
 function pathFor(raw: RawConfig, i: number): Path {
@@ -141,6 +160,8 @@ export interface FlagValues {
   fastInterval?: string
   downInterval?: string
   admin?: string
+  adminTokenFile?: string
+  config?: string
   logLevel?: string
   logFormat?: string
 }
@@ -164,7 +185,36 @@ function dropUndefined(o: Record<string, unknown>): Record<string, unknown> {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined))
 }
 
+function adminFromFlags(f: FlagValues): unknown {
+  if (f.admin === undefined) return undefined
+  return f.adminTokenFile === undefined ? f.admin : { listen: f.admin, tokenFile: f.adminTokenFile }
+}
+
 export function configFromFlags(f: FlagValues): Config {
-  const raw = { services: [serviceFromFlags(f)], admin: f.admin, log: { level: f.logLevel, format: f.logFormat }, fromFlags: true }
+  const raw = { services: [serviceFromFlags(f)], admin: adminFromFlags(f), log: { level: f.logLevel, format: f.logFormat }, fromFlags: true }
   return validateConfig(raw, flagName)
+}
+
+/**
+ * With `-c FILE`, flags override the file: log and admin flags always; service flags only when
+ * the file has exactly one service (which service would they mean otherwise?).
+ */
+export function applyFlagOverrides(raw: RawConfig, f: FlagValues): string | undefined {
+  const log = (raw.log && typeof raw.log === 'object' ? raw.log : {}) as Record<string, unknown>
+  if (f.logLevel !== undefined) log.level = f.logLevel
+  if (f.logFormat !== undefined) log.format = f.logFormat
+  raw.log = log
+  if (f.admin !== undefined) raw.admin = adminFromFlags(f)
+  const service = serviceFromFlags(f)
+  const health = service.health as Record<string, unknown>
+  if (Object.keys(health).length === 0) delete service.health
+  if (Object.keys(service).length === 0) return undefined
+  if (!Array.isArray(raw.services) || raw.services.length !== 1) {
+    return `service flags (${Object.keys(service).join(', ')}) need a config file with exactly one service`
+  }
+  const target = raw.services[0] as Record<string, unknown>
+  const { health: healthFlags, ...rest } = service
+  Object.assign(target, rest)
+  if (healthFlags) target.health = { ...((target.health as object | undefined) ?? {}), ...(healthFlags as object) }
+  return undefined
 }

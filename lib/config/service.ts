@@ -45,10 +45,21 @@ export class Problems {
 export function checkUnknownKeys(raw: Raw, known: readonly string[], path: Path, problems: Problems): void {
   for (const key of Object.keys(raw)) {
     if (!known.includes(key)) {
-      const near = known.find((k) => k.toLowerCase() === key.toLowerCase())
+      const near = known.find((k) => editDistance(k.toLowerCase(), key.toLowerCase()) <= 2)
       problems.add([...path, key], undefined, near ? `unknown key (did you mean "${near}"?)` : `unknown key (known: ${known.join(', ')})`)
     }
   }
+}
+
+/** Levenshtein distance, for "did you mean" on mistyped keys. */
+function editDistance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j)
+  for (let i = 1; i <= a.length; i++) {
+    const row = [i]
+    for (let j = 1; j <= b.length; j++) row[j] = Math.min(prev[j]! + 1, row[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1))
+    prev = row
+  }
+  return prev[b.length]!
 }
 
 function oneOf<T extends string>(raw: unknown, choices: readonly T[], fallback: T, path: Path, problems: Problems): T {

@@ -65,9 +65,16 @@ export interface LogConfig {
   readonly format: LogFormat
 }
 
+export interface AdminConfig {
+  /** `host:port` or a unix socket path (contains "/"). */
+  readonly listen: string
+  /** File holding a bearer token every request must present; undefined = no token. */
+  readonly tokenFile: string | undefined
+}
+
 export interface Config {
   readonly services: readonly ServiceConfig[]
   readonly log: LogConfig
-  /** `host:port` or a unix socket path; undefined = no admin endpoint. */
-  readonly admin: string | undefined
+  /** Undefined = no admin endpoint (the default). */
+  readonly admin: AdminConfig | undefined
 }

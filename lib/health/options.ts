@@ -1,3 +1,4 @@
+import { DEFAULTS } from '../config/defaults.js'
 import { ConfigError } from '../errors.js'
 import type { CounterStart } from './rise-fall.js'
 
@@ -88,13 +89,15 @@ export interface ResolvedCheckOptions {
   readonly recentFailureWindowMs: number
 }
 
-export const DEFAULT_INTERVAL_MS = 2000
-export const DEFAULT_TIMEOUT_MS = 1000
-export const DEFAULT_RISE = 2
-export const DEFAULT_FALL = 3
-export const DEFAULT_JITTER_RATIO = 0.1
-export const DEFAULT_HTTP_PATH = '/'
-export const DEFAULT_HTTP_EXPECT_STATUS = '2xx'
+// One source of truth for defaults is lib/config (DESIGN); these names keep the prober usable
+// on its own (tests, `checkOnce`) without restating the numbers.
+export const DEFAULT_INTERVAL_MS = DEFAULTS.health.intervalMs
+export const DEFAULT_TIMEOUT_MS = DEFAULTS.health.timeoutMs
+export const DEFAULT_RISE = DEFAULTS.health.rise
+export const DEFAULT_FALL = DEFAULTS.health.fall
+export const DEFAULT_JITTER_RATIO = DEFAULTS.health.jitterRatio
+export const DEFAULT_HTTP_PATH = DEFAULTS.health.httpPath
+export const DEFAULT_HTTP_EXPECT_STATUS = DEFAULTS.health.httpStatus
 
 const CHECK_TYPES: readonly CheckType[] = ['tcp', 'send-expect', 'http', 'none']
 const INITIAL_STATES: readonly InitialState[] = ['first-check', 'fully-up', 'up', 'down', 'fully-down']

@@ -44,6 +44,8 @@ export class Backend {
   avoidUntil = 0
   connectionsTotal = 0
   connectErrorsTotal = 0
+  /** Data-path connect failures by error code (ECONNREFUSED, timeout, …) for metrics. */
+  readonly connectErrors = new Map<string, number>()
   bytesFromClients = 0
   bytesFromBackend = 0
 
@@ -166,6 +168,8 @@ export class Pool {
    */
   observeConnectFailure(backend: Backend, error: string): void {
     backend.connectErrorsTotal++
+    backend.lastError = error
+    backend.connectErrors.set(error, (backend.connectErrors.get(error) ?? 0) + 1)
     backend.avoidUntil = Date.now() + PASSIVE_AVOID_MS
     for (const l of this.#passiveListeners) l(backend, error)
   }
@@ -194,6 +198,28 @@ export class Pool {
     this.#change(backend, reason, undefined, () => {
       backend.admin = admin
     })
+  }
+
+  /**
+   * Reload: carries health, admin state and counters over from the previous pool's backends of
+   * the same name, so a reload neither resets metrics nor re-checks a backend from scratch.
+   */
+  inherit(previous: Pool): void {
+    for (const b of this.backends) {
+      const old = previous.byName(b.name)
+      if (!old) continue
+      b.healthUp = old.healthUp
+      b.admin = old.admin
+      b.lastChangeAt = old.lastChangeAt
+      b.lastReason = old.lastReason
+      b.lastError = old.lastError
+      b.connectionsTotal = old.connectionsTotal
+      b.connectErrorsTotal = old.connectErrorsTotal
+      b.bytesFromClients = old.bytesFromClients
+      b.bytesFromBackend = old.bytesFromBackend
+      for (const [k, v] of old.connectErrors) b.connectErrors.set(k, v)
+    }
+    this.#picker = this.#rebuild()
   }
 
   #change(backend: Backend, reason: string, lastError: string | undefined, mutate: () => void): void {

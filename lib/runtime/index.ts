@@ -1,6 +1,7 @@
 /**
- * Process life: builds pools and services from a Config, binds listeners, and stops them
- * gracefully (stop accepting, let connections finish up to the drain timeout, close the rest).
+ * Process life: builds each service (pool, prober, listeners) from a Config, reloads in place
+ * (SIGHUP: listeners kept, new pools swapped in, removed services drained), and stops gracefully
+ * (stop accepting, let connections finish up to the drain timeout, close the rest).
  */
 import type { Logger } from 'pino'
 import type { Config, ServiceConfig } from '../config/index.js'
@@ -10,12 +11,53 @@ import { TcpService } from '../tcp/service.js'
 import { attachProber } from './health.js'
 import { resolveBackends } from './resolve.js'
 
+/** Everything one configured service owns. */
+export class ServiceHandle {
+  config: ServiceConfig
+  pool: Pool
+  prober: Prober | undefined
+  tcp: TcpService | undefined
+
+  constructor(config: ServiceConfig, pool: Pool) {
+    this.config = config
+    this.pool = pool
+  }
+
+  get name(): string {
+    return this.config.name
+  }
+
+  get activeConnections(): number {
+    return this.tcp?.activeConnections ?? 0
+  }
+
+  async stopAccepting(): Promise<void> {
+    await Promise.all([this.tcp?.stopAccepting(), this.prober?.stop()])
+  }
+
+  /** Waits up to `timeoutMs` for connections to end, then closes the rest. Returns how many were cut. */
+  async drain(timeoutMs: number): Promise<number> {
+    const idle = this.tcp ? this.tcp.whenIdle() : Promise.resolve()
+    let timer: NodeJS.Timeout | undefined
+    const timeout = new Promise<'timeout'>((resolve) => {
+      timer = setTimeout(() => resolve('timeout'), timeoutMs)
+    })
+    const outcome = await Promise.race([idle.then(() => 'idle' as const), timeout])
+    clearTimeout(timer)
+    if (outcome === 'idle') return 0
+    const cut = this.activeConnections
+    this.tcp?.closeAll('shutdown')
+    await idle
+    return cut
+  }
+}
+
 export class Runtime {
-  readonly config: Config
+  config: Config
   readonly logger: Logger
-  readonly pools: Pool[] = []
-  readonly tcp: TcpService[] = []
-  readonly probers: Prober[] = []
+  readonly services = new Map<string, ServiceHandle>()
+  /** Services removed by a reload whose connections are still finishing. */
+  readonly draining = new Set<ServiceHandle>()
 
   private constructor(config: Config, logger: Logger) {
     this.config = config
@@ -25,7 +67,7 @@ export class Runtime {
   static async start(config: Config, logger: Logger): Promise<Runtime> {
     const runtime = new Runtime(config, logger)
     try {
-      for (const service of config.services) await runtime.#startService(service)
+      for (const service of config.services) runtime.services.set(service.name, await runtime.#startService(service))
     } catch (err) {
       await runtime.stop(0)
       throw err
@@ -33,7 +75,7 @@ export class Runtime {
     return runtime
   }
 
-  async #startService(service: ServiceConfig): Promise<void> {
+  async #buildPool(service: ServiceConfig, previous?: Pool): Promise<ServiceHandle> {
     const addresses = await resolveBackends(service.backends)
     const pool = new Pool({
       name: service.name,
@@ -44,22 +86,39 @@ export class Runtime {
       // "Initial state"); with no checks there is nothing to wait for.
       initiallyUp: service.health.type === 'none',
     })
+    if (previous) pool.inherit(previous)
     pool.onStateChange(this.#logStateChange)
-    this.pools.push(pool)
-    if (service.health.type !== 'none') this.probers.push(await attachProber(pool, service.health, this.logger))
+    const handle = new ServiceHandle(service, pool)
+    if (service.health.type !== 'none') handle.prober = await attachProber(pool, service.health, this.logger)
+    return handle
+  }
+
+  async #startService(service: ServiceConfig): Promise<ServiceHandle> {
+    const handle = await this.#buildPool(service)
+    try {
+      await this.#listen(handle)
+    } catch (err) {
+      await handle.stopAccepting()
+      throw err
+    }
+    return handle
+  }
+
+  async #listen(handle: ServiceHandle): Promise<void> {
+    const service = handle.config
     if (service.protocols.includes('tcp')) {
-      const tcp = new TcpService(service, pool, this.logger)
-      this.tcp.push(tcp)
+      const tcp = new TcpService(service, handle.pool, this.logger)
+      handle.tcp = tcp
       await tcp.listen()
       this.logger.info(
-        { service: service.name, listen: tcp.addresses().map((a) => `${a.host}:${a.port}`), balance: service.balance, backends: service.backends.map((b) => b.name) },
+        { service: service.name, proto: 'tcp', listen: tcp.addresses().map((a) => `${a.family === 6 ? `[${a.host}]` : a.host}:${a.port}`), balance: service.balance, backends: service.backends.map((b) => b.name) },
         'listening',
       )
     }
   }
 
   readonly #logStateChange = (change: StateChange): void => {
-    const pool = this.pools.find((p) => p.name === change.pool)
+    const pool = this.services.get(change.pool)?.pool
     const fields = {
       service: change.pool, backend: change.backend.name, from: change.from, to: change.to, reason: change.reason,
       lastError: change.lastError, usable: pool?.usableCount, usingBackups: pool?.usingBackups,
@@ -70,25 +129,69 @@ export class Runtime {
   }
 
   get activeConnections(): number {
-    return this.tcp.reduce((n, s) => n + s.activeConnections, 0)
+    let n = 0
+    for (const s of this.services.values()) n += s.activeConnections
+    for (const s of this.draining) n += s.activeConnections
+    return n
   }
 
   /**
-   * Stops accepting, waits up to `drainTimeoutMs` for connections to finish, then closes the rest.
+   * Applies a new, already validated config without closing listeners of services that stay
+   * and without cutting established connections. Services whose listen addresses or protocols
+   * changed are rebound (their old listeners close first, so the same port can be reused).
    */
-  async stop(drainTimeoutMs: number): Promise<void> {
-    await Promise.all([...this.tcp.map((s) => s.stopAccepting()), ...this.probers.map((p) => p.stop())])
-    const idle = Promise.all(this.tcp.map((s) => s.whenIdle()))
-    let timer: NodeJS.Timeout | undefined
-    const timeout = new Promise<'timeout'>((resolve) => {
-      timer = setTimeout(() => resolve('timeout'), drainTimeoutMs)
-    })
-    const outcome = await Promise.race([idle.then(() => 'idle' as const), timeout])
-    clearTimeout(timer)
-    if (outcome === 'timeout') {
-      this.logger.warn({ active: this.activeConnections }, 'drain timeout: closing remaining connections')
-      for (const s of this.tcp) s.closeAll('shutdown')
-      await idle
+  async reload(next: Config): Promise<{ added: string[]; removed: string[]; updated: string[]; rebound: string[] }> {
+    const result = { added: [] as string[], removed: [] as string[], updated: [] as string[], rebound: [] as string[] }
+    const nextNames = new Set(next.services.map((s) => s.name))
+    for (const [name, handle] of this.services) {
+      if (nextNames.has(name)) continue
+      this.services.delete(name)
+      result.removed.push(name)
+      void this.#retire(handle)
     }
+    for (const service of next.services) {
+      const old = this.services.get(service.name)
+      if (!old) {
+        this.services.set(service.name, await this.#startService(service))
+        result.added.push(service.name)
+        continue
+      }
+      const handle = await this.#buildPool(service, old.pool)
+      await old.prober?.stop()
+      if (sameListeners(old.config, service) && old.tcp) {
+        old.tcp.update(service, handle.pool)
+        handle.tcp = old.tcp
+        result.updated.push(service.name)
+      } else {
+        await old.tcp?.stopAccepting()
+        if (old.activeConnections > 0) void this.#retire(old, false)
+        await this.#listen(handle)
+        result.rebound.push(service.name)
+      }
+      this.services.set(service.name, handle)
+    }
+    this.config = next
+    return result
   }
+
+  async #retire(handle: ServiceHandle, stop = true): Promise<void> {
+    this.draining.add(handle)
+    if (stop) await handle.stopAccepting()
+    const cut = await handle.drain(handle.config.drainTimeoutMs)
+    this.draining.delete(handle)
+    this.logger.info({ service: handle.name, cut }, 'retired service drained')
+  }
+
+  /** Stops accepting, waits up to `drainTimeoutMs` for connections to finish, then closes the rest. */
+  async stop(drainTimeoutMs: number): Promise<void> {
+    const all = [...this.services.values(), ...this.draining]
+    await Promise.all(all.map((s) => s.stopAccepting()))
+    const cut = (await Promise.all(all.map((s) => s.drain(drainTimeoutMs)))).reduce((a, b) => a + b, 0)
+    if (cut > 0) this.logger.warn({ cut }, 'drain timeout: closed remaining connections')
+  }
+}
+
+function sameListeners(a: ServiceConfig, b: ServiceConfig): boolean {
+  const key = (s: ServiceConfig): string => [...s.protocols].sort().join(',') + '|' + s.listen.map((l) => `${l.host}:${l.port}`).sort().join(',')
+  return key(a) === key(b)
 }

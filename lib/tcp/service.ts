@@ -37,8 +37,9 @@ export type TcpCloseReason = CloseReason | 'no-backend' | 'connect-failed' | 'ma
 
 export class TcpService {
   readonly name: string
-  readonly pool: Pool
-  readonly #config: ServiceConfig
+  /** Replaced on reload; each connection keeps the pool it was picked from. */
+  pool: Pool
+  #config: ServiceConfig
   readonly #logger: Logger
   readonly #servers: Server[] = []
   readonly #connections = new Set<TcpConnection>()
@@ -61,6 +62,16 @@ export class TcpService {
 
   get config(): ServiceConfig {
     return this.#config
+  }
+
+  /**
+   * Reload: new connections use the new config and pool from now on; established ones finish
+   * on the objects they started with. The listening sockets stay open throughout.
+   */
+  update(config: ServiceConfig, pool: Pool): void {
+    this.#config = config
+    this.pool = pool
+    pool.onStateChange(this.#onBackendState)
   }
 
   /** The addresses actually bound (port 0 resolved), in listen order. */
@@ -142,7 +153,7 @@ export class TcpService {
     const ip = canonicalIp(remote)
     const port = client.remotePort ?? 0
     const key = this.#config.hashKey === 'src-ip' ? ip : `${ip}:${port}`
-    const connection = new TcpConnection(this, client, ip, port, keyHash(key))
+    const connection = new TcpConnection(this, this.pool, client, ip, port, keyHash(key))
     this.#connections.add(connection)
     connection.start()
   }
@@ -157,7 +168,7 @@ export class TcpService {
     this.#connections.delete(connection)
     this.stats.closed++
     const backend = connection.backend
-    if (backend && result) this.pool.connectionClosed(backend, result.bytesFromClient, result.bytesFromBackend)
+    if (backend && result) connection.pool.connectionClosed(backend, result.bytesFromClient, result.bytesFromBackend)
     this.#logger.info(
       {
         client: formatHostPort(connection.clientIp, connection.clientPort),
@@ -178,14 +189,13 @@ export class TcpService {
   }
 
   /** connect stage: returns true when the failure was the backend's (a passive observation). */
-  connectFailed(backend: Backend, code: string): boolean {
+  connectFailed(pool: Pool, backend: Backend, code: string): boolean {
     this.stats.connectFailures++
-    backend.lastError = code
     if (LOCAL_ERRORS.has(code)) {
       this.#acceptErrors.warn({ code, backend: backend.name }, 'cannot open a connection to a backend')
       return false
     }
-    this.pool.observeConnectFailure(backend, code)
+    pool.observeConnectFailure(backend, code)
     return true
   }
 }
@@ -193,6 +203,8 @@ export class TcpService {
 /** One client connection from accept to close. Holds no closures beyond its bound handlers. */
 class TcpConnection {
   readonly #service: TcpService
+  readonly pool: Pool
+  readonly #config: ServiceConfig
   readonly #client: Socket
   readonly clientIp: string
   readonly clientPort: number
@@ -205,8 +217,10 @@ class TcpConnection {
   #splice: SpliceHandle | undefined
   #aborted: CloseReason | undefined
 
-  constructor(service: TcpService, client: Socket, ip: string, port: number, hash: number) {
+  constructor(service: TcpService, pool: Pool, client: Socket, ip: string, port: number, hash: number) {
     this.#service = service
+    this.pool = pool
+    this.#config = service.config
     this.#client = client
     this.clientIp = ip
     this.clientPort = port
@@ -231,7 +245,7 @@ class TcpConnection {
 
   #connectNext(): void {
     const service = this.#service
-    const backend = service.pool.pick(this.#hash, this.#tried)
+    const backend = this.pool.pick(this.#hash, this.#tried)
     if (!backend) {
       if (this.attempts === 0) service.stats.noBackend++
       this.#finish(this.attempts === 0 ? 'no-backend' : 'connect-failed')
@@ -244,7 +258,7 @@ class TcpConnection {
     this.#upstream = upstream
     // Before the connect completes the socket has no activity, so its idle timer is the
     // connect timeout; it is switched off once connected.
-    upstream.setTimeout(service.config.connectTimeoutMs)
+    upstream.setTimeout(this.#config.connectTimeoutMs)
     upstream.once('connect', this.#onConnect)
     upstream.once('timeout', this.#onConnectTimeout)
     upstream.once('error', this.#onConnectError)
@@ -256,8 +270,8 @@ class TcpConnection {
     upstream.removeListener('timeout', this.#onConnectTimeout)
     upstream.removeListener('error', this.#onConnectError)
     const backend = this.backend!
-    this.#service.pool.connectionOpened(backend)
-    this.#splice = splice(this.#client, upstream, { idleTimeoutMs: this.#service.config.idleTimeoutMs }, this.#onSpliceDone)
+    this.pool.connectionOpened(backend)
+    this.#splice = splice(this.#client, upstream, { idleTimeoutMs: this.#config.idleTimeoutMs }, this.#onSpliceDone)
   }
 
   readonly #onConnectTimeout = (): void => {
@@ -278,10 +292,10 @@ class TcpConnection {
     this.#upstream = undefined
     if (this.#aborted) return
     const backend = this.backend!
-    this.#service.connectFailed(backend, code)
+    this.#service.connectFailed(this.pool, backend, code)
     // The client is still paused: nothing it sent has been read, so trying another backend
     // loses no byte.
-    if (this.attempts <= this.#service.config.retries) {
+    if (this.attempts <= this.#config.retries) {
       ;(this.#tried ??= new Set()).add(backend.id)
       this.#connectNext()
       return
