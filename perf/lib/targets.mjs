@@ -165,7 +165,13 @@ export async function startL4lb(procs, name, bin, opts, cpus) {
   return s;
 }
 
+/** bin/l4lb of this checkout, if it exists and has been built (it imports dist/lib/cli). */
 export function l4lbAvailable(repoRoot) {
   const bin = join(repoRoot, 'bin', 'l4lb');
-  return existsSync(bin) ? bin : undefined;
+  if (!existsSync(bin)) return undefined;
+  if (!existsSync(join(repoRoot, 'dist', 'lib', 'cli', 'index.js'))) {
+    console.error('perf: bin/l4lb is here but dist/ is not built: run `npm install` (or `npm run build`) first');
+    return undefined;
+  }
+  return bin;
 }
