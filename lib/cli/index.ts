@@ -78,6 +78,8 @@ function addRunOptions(cmd: Command): Command {
     .option('--backlog <n>', 'listen backlog (default 4096)')
     .option('--reuse-port', 'set SO_REUSEPORT on listeners (Node >= 22.12)')
     .option('--name <name>', 'service name in logs and metrics (default "default")')
+    .option('--resolve-interval <duration>', 're-resolve backend hostnames and srv: names this often, 0 = never (default 30s)')
+    .option('--resolver <ip[:port]>', 'DNS server for backend names, repeatable (default: the system resolver)', collect)
     .option('-c, --config <file>', 'YAML config file (flags override it; see conf/)')
     .option('--admin <host:port|path>', 'admin HTTP endpoint (status, metrics, drain); off by default')
     .option('--admin-token-file <file>', 'require this bearer token on the admin endpoint')

@@ -13,6 +13,7 @@ export const DEFAULTS = {
   /** Matches HAProxy's and nginx's habit of a deep accept queue for bursts of new connections. */
   backlog: 4096,
   weight: 1,
+  resolveIntervalMs: 30_000,
   health: {
     type: 'tcp',
     intervalMs: 2_000,

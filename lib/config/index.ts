@@ -1,6 +1,7 @@
 /**
  * Flags (and, later, the YAML file) → one validated, typed `Config`. Nothing here opens a socket.
  */
+import { isIP } from 'node:net'
 import { formatHostPort, parseHostPort } from '../address/index.js'
 import type { ConfigError } from '../errors.js'
 import { DEFAULTS } from './defaults.js'
@@ -26,6 +27,7 @@ const FLAG_OF: Record<string, string> = {
   'health.expect': '--check-expect', 'health.httpPath': '--check-http-path', 'health.httpStatus': '--check-http-status',
   'health.fastInterval': '--fast-interval', 'health.downInterval': '--down-interval', 'health.sendProxy': '--check-send-proxy', 'health.flapDamping': '--flap-damping',
   'log.level': '--log-level', 'log.format': '--log-format', 'admin.listen': '--admin', 'admin.tokenFile': '--admin-token-file',
+  resolveInterval: '--resolve-interval', resolvers: '--resolver',
 }
 
 export function flagName(path: Path): string {
@@ -55,6 +57,7 @@ export interface RawConfig {
   services?: unknown
   admin?: unknown
   log?: unknown
+  resolvers?: unknown
 }
 
 /**
@@ -77,8 +80,23 @@ export function validateConfig(raw: RawConfig, keyOf: (path: Path) => string, fa
   if (typeof format !== 'string' || !(LOG_FORMATS as readonly string[]).includes(format)) problems.add(['log', 'format'], log.format, `must be one of ${LOG_FORMATS.join(', ')}`)
 
   const admin = adminConfig(raw.admin, problems)
+  const resolverList = Array.isArray(raw.resolvers) ? raw.resolvers : raw.resolvers === undefined ? [] : [raw.resolvers]
+  const resolvers = resolverList.map((r, i) => resolverAddress(r) ?? problems.add(Array.isArray(raw.resolvers) ? ['resolvers', i] : ['resolvers'], r, 'must be an IP address with an optional port, e.g. "127.0.0.1" or "[::1]:53"') ?? '')
+
   if (problems.list.length > 0) throw new ConfigErrors(problems.list)
-  return { services, log: { level: level as LogLevel, format: format as LogFormat }, admin }
+  return { services, log: { level: level as LogLevel, format: format as LogFormat }, admin, resolvers }
+}
+
+/** A DNS server: an IP literal, with `:port` (default 53). */
+function resolverAddress(raw: unknown): string | undefined {
+  const text = String(raw)
+  if (isIP(text)) return formatHostPort(text, 53)
+  try {
+    const hp = parseHostPort(text)
+    return hp.family === 0 ? undefined : formatHostPort(hp.host, hp.port)
+  } catch {
+    return undefined
+  }
 }
 
 const ADMIN_KEYS = ['listen', 'tokenFile']
@@ -162,6 +180,8 @@ export interface FlagValues {
   admin?: string
   adminTokenFile?: string
   config?: string
+  resolveInterval?: string
+  resolver?: string[]
   logLevel?: string
   logFormat?: string
 }
@@ -177,6 +197,7 @@ export function serviceFromFlags(f: FlagValues): Record<string, unknown> {
     proxyProtocol: f.proxyProtocol, acceptProxy: f.acceptProxy, connectTimeout: f.connectTimeout,
     idleTimeout: f.idleTimeout, retries: f.retries, maxConns: f.maxConns, drainTimeout: f.drainTimeout,
     onDown: f.onDown, backlog: f.backlog, reusePort: f.reusePort, health: dropUndefined(health),
+    resolveInterval: f.resolveInterval,
   }
   return dropUndefined(service)
 }
@@ -191,7 +212,7 @@ function adminFromFlags(f: FlagValues): unknown {
 }
 
 export function configFromFlags(f: FlagValues): Config {
-  const raw = { services: [serviceFromFlags(f)], admin: adminFromFlags(f), log: { level: f.logLevel, format: f.logFormat }, fromFlags: true }
+  const raw = { services: [serviceFromFlags(f)], admin: adminFromFlags(f), log: { level: f.logLevel, format: f.logFormat }, resolvers: f.resolver, fromFlags: true }
   return validateConfig(raw, flagName)
 }
 
@@ -205,6 +226,7 @@ export function applyFlagOverrides(raw: RawConfig, f: FlagValues): string | unde
   if (f.logFormat !== undefined) log.format = f.logFormat
   raw.log = log
   if (f.admin !== undefined) raw.admin = adminFromFlags(f)
+  if (f.resolver !== undefined) raw.resolvers = f.resolver
   const service = serviceFromFlags(f)
   const health = service.health as Record<string, unknown>
   if (Object.keys(health).length === 0) delete service.health

@@ -19,6 +19,7 @@ type Raw = Record<string, unknown>
 export const SERVICE_KEYS = [
   'name', 'listen', 'protocol', 'balance', 'hashKey', 'proxyProtocol', 'acceptProxy', 'connectTimeout',
   'idleTimeout', 'retries', 'maxConns', 'drainTimeout', 'onDown', 'backlog', 'reusePort', 'health', 'backends',
+  'resolveInterval',
 ] as const
 export const HEALTH_KEYS = [
   'type', 'interval', 'timeout', 'rise', 'fall', 'fastInterval', 'downInterval', 'port', 'send', 'expect',
@@ -175,6 +176,7 @@ function backend(raw: unknown, path: Path, problems: Problems): BackendConfig | 
   const addressPath = typeof raw === 'string' ? path : [...path, 'address']
   const addressText = spec.address
   if (typeof addressText !== 'string' || addressText === '') return problems.add(addressPath, addressText ?? raw, 'backend address must be "host:port"')
+  if (addressText.startsWith('srv:')) return srvBackend(addressText, spec, path, addressPath, raw, problems)
   let hp: HostPort
   try {
     hp = parseHostPort(addressText)
@@ -192,9 +194,27 @@ function backend(raw: unknown, path: Path, problems: Problems): BackendConfig | 
     weight: integer(spec.weight, DEFAULTS.weight, 1, MAX_WEIGHT, at('weight'), sub),
     backup: boolean(spec.backup, false, at('backup'), sub),
     checkPort: port(spec.checkPort, at('checkPort'), sub),
+    srv: false,
   }
   if (sub !== problems) for (const e of sub.list) problems.add(path, raw, e.problem)
   return config
+}
+
+/** `srv:_postgresql._tcp.example.com`: ports and weights come from the SRV records. */
+function srvBackend(text: string, spec: Raw, path: Path, addressPath: Path, raw: unknown, problems: Problems): BackendConfig | undefined {
+  const name = text.slice(4).toLowerCase()
+  if (!/^_[a-z0-9-]+\._(tcp|udp)\.[a-z0-9_.-]+$/.test(name)) return problems.add(addressPath, typeof raw === 'string' ? raw : text, 'SRV backends look like "srv:_service._tcp.example.com"')
+  if (spec.weight !== undefined) problems.add(typeof raw === 'string' ? path : [...path, 'weight'], raw, 'an SRV backend takes its weights from the SRV records')
+  return {
+    name: text.toLowerCase(),
+    host: name,
+    port: 0,
+    family: 0,
+    weight: DEFAULTS.weight,
+    backup: boolean(spec.backup, false, typeof raw === 'string' ? path : [...path, 'backup'], problems),
+    checkPort: port(spec.checkPort, typeof raw === 'string' ? path : [...path, 'checkPort'], problems),
+    srv: true,
+  }
 }
 
 function health(raw: unknown, path: Path, problems: Problems): HealthConfig {
@@ -309,5 +329,6 @@ export function validateService(raw: unknown, path: Path, fallbackName: string, 
     reusePort: boolean(s.reusePort, false, at('reusePort'), problems),
     health: health(s.health, at('health'), problems),
     backends,
+    resolveIntervalMs: duration(s.resolveInterval, DEFAULTS.resolveIntervalMs, at('resolveInterval'), problems),
   }
 }

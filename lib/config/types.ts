@@ -17,6 +17,8 @@ export interface BackendConfig {
   readonly weight: number
   readonly backup: boolean
   readonly checkPort: number | undefined
+  /** `srv:_service._proto.name`: expands at load and on every refresh to the SRV answer's targets. */
+  readonly srv: boolean
 }
 
 export interface HealthConfig {
@@ -58,6 +60,8 @@ export interface ServiceConfig {
   readonly reusePort: boolean
   readonly health: HealthConfig
   readonly backends: readonly BackendConfig[]
+  /** How often hostnames and SRV names are re-resolved; 0 = only at load. */
+  readonly resolveIntervalMs: number
 }
 
 export interface LogConfig {
@@ -77,4 +81,6 @@ export interface Config {
   readonly log: LogConfig
   /** Undefined = no admin endpoint (the default). */
   readonly admin: AdminConfig | undefined
+  /** DNS servers (`host:port`) for backend names; empty = the system resolver (getaddrinfo). */
+  readonly resolvers: readonly string[]
 }

@@ -9,7 +9,7 @@ import type { Prober } from '../health/index.js'
 import { Pool, type StateChange } from '../pool/index.js'
 import { TcpService } from '../tcp/service.js'
 import { attachProber } from './health.js'
-import { resolveBackends } from './resolve.js'
+import { createResolver, hasNames, resolveBackends, signature, type NameResolver, type ResolvedBackends } from './resolve.js'
 
 /** Everything one configured service owns. */
 export class ServiceHandle {
@@ -17,6 +17,9 @@ export class ServiceHandle {
   pool: Pool
   prober: Prober | undefined
   tcp: TcpService | undefined
+  /** The last DNS answer the pool was built from (see refresh). */
+  resolvedSignature = ''
+  refreshTimer: NodeJS.Timeout | undefined
 
   constructor(config: ServiceConfig, pool: Pool) {
     this.config = config
@@ -32,6 +35,7 @@ export class ServiceHandle {
   }
 
   async stopAccepting(): Promise<void> {
+    clearInterval(this.refreshTimer)
     await Promise.all([this.tcp?.stopAccepting(), this.prober?.stop()])
   }
 
@@ -58,10 +62,12 @@ export class Runtime {
   readonly services = new Map<string, ServiceHandle>()
   /** Services removed by a reload whose connections are still finishing. */
   readonly draining = new Set<ServiceHandle>()
+  #resolver: NameResolver
 
   private constructor(config: Config, logger: Logger) {
     this.config = config
     this.logger = logger
+    this.#resolver = createResolver(config.resolvers)
   }
 
   static async start(config: Config, logger: Logger): Promise<Runtime> {
@@ -75,13 +81,13 @@ export class Runtime {
     return runtime
   }
 
-  async #buildPool(service: ServiceConfig, previous?: Pool): Promise<ServiceHandle> {
-    const addresses = await resolveBackends(service.backends)
+  async #buildPool(service: ServiceConfig, previous?: Pool, resolved?: ResolvedBackends): Promise<ServiceHandle> {
+    resolved ??= await resolveBackends(service.backends, this.#resolver)
     const pool = new Pool({
       name: service.name,
       balance: service.balance,
-      backends: service.backends,
-      addresses,
+      backends: resolved.backends,
+      addresses: resolved.addresses,
       // Checked backends start unusable and come up on their first passing check (README:
       // "Initial state"); with no checks there is nothing to wait for.
       initiallyUp: service.health.type === 'none',
@@ -89,8 +95,37 @@ export class Runtime {
     if (previous) pool.inherit(previous)
     pool.onStateChange(this.#logStateChange)
     const handle = new ServiceHandle(service, pool)
+    handle.resolvedSignature = signature(resolved)
     if (service.health.type !== 'none') handle.prober = await attachProber(pool, service.health, this.logger)
+    this.#scheduleRefresh(handle)
     return handle
+  }
+
+  /** Re-resolves hostnames and SRV names; a changed answer swaps in a new pool (like a reload). */
+  #scheduleRefresh(handle: ServiceHandle): void {
+    const service = handle.config
+    if (service.resolveIntervalMs <= 0 || !hasNames(service.backends)) return
+    handle.refreshTimer = setInterval(() => void this.#refresh(handle), service.resolveIntervalMs)
+    handle.refreshTimer.unref()
+  }
+
+  async #refresh(handle: ServiceHandle): Promise<void> {
+    if (this.services.get(handle.name) !== handle) return clearInterval(handle.refreshTimer)
+    let resolved: ResolvedBackends
+    try {
+      resolved = await resolveBackends(handle.config.backends, this.#resolver)
+    } catch (err) {
+      this.logger.warn({ service: handle.name, err: (err as Error).message }, 'DNS refresh failed: keeping the current backends')
+      return
+    }
+    if (signature(resolved) === handle.resolvedSignature || this.services.get(handle.name) !== handle) return
+    clearInterval(handle.refreshTimer)
+    const next = await this.#buildPool(handle.config, handle.pool, resolved)
+    await handle.prober?.stop()
+    next.tcp = handle.tcp
+    handle.tcp?.update(handle.config, next.pool)
+    this.services.set(handle.name, next)
+    this.logger.info({ service: handle.name, backends: resolved.backends.map((b, i) => `${b.name}=${resolved.addresses[i]}`) }, 'backends re-resolved')
   }
 
   async #startService(service: ServiceConfig): Promise<ServiceHandle> {
@@ -142,6 +177,7 @@ export class Runtime {
    */
   async reload(next: Config): Promise<{ added: string[]; removed: string[]; updated: string[]; rebound: string[] }> {
     const result = { added: [] as string[], removed: [] as string[], updated: [] as string[], rebound: [] as string[] }
+    this.#resolver = createResolver(next.resolvers)
     const nextNames = new Set(next.services.map((s) => s.name))
     for (const [name, handle] of this.services) {
       if (nextNames.has(name)) continue
@@ -157,6 +193,7 @@ export class Runtime {
         continue
       }
       const handle = await this.#buildPool(service, old.pool)
+      clearInterval(old.refreshTimer)
       await old.prober?.stop()
       if (sameListeners(old.config, service) && old.tcp) {
         old.tcp.update(service, handle.pool)

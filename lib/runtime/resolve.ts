@@ -1,18 +1,117 @@
-/** Backend hostnames are resolved here, at load — never per connection (DESIGN: hot path stays lean). */
-import { lookup } from 'node:dns/promises'
+/**
+ * Backend names are resolved here, at load and every `resolveInterval` — never per connection
+ * (DESIGN: hot path stays lean). Hostnames resolve to one address each (the name, not the IP,
+ * is what hashing uses, so an address change moves no client); `srv:` names expand to one
+ * backend per SRV target with its port and weight.
+ */
+import dns from 'node:dns/promises'
+import { isIP } from 'node:net'
+import { formatHostPort } from '../address/index.js'
+import { MAX_WEIGHT } from '../balance/index.js'
 import type { BackendConfig } from '../config/index.js'
 import { ResolveError } from '../errors.js'
 
-export async function resolveBackends(backends: readonly BackendConfig[]): Promise<string[]> {
-  return Promise.all(
-    backends.map(async (b) => {
-      if (b.family !== 0) return b.host
+export interface NameResolver {
+  address(host: string): Promise<string>
+  srv(name: string): Promise<Array<{ name: string; port: number; priority: number; weight: number }>>
+}
+
+/** The system resolver (getaddrinfo, /etc/hosts included), or explicit DNS servers. */
+export function createResolver(servers: readonly string[]): NameResolver {
+  if (servers.length === 0) {
+    return {
+      address: async (host) => (await dns.lookup(host)).address,
+      srv: (name) => dns.resolveSrv(name),
+    }
+  }
+  const resolver = new dns.Resolver({ timeout: 2000, tries: 2 })
+  resolver.setServers([...servers])
+  return {
+    async address(host) {
       try {
-        const { address } = await lookup(b.host)
-        return address
+        const v4 = await resolver.resolve4(host)
+        if (v4[0]) return v4[0]
       } catch (err) {
-        throw new ResolveError(b.host, (err as NodeJS.ErrnoException).code ?? String(err), err)
+        const v6 = await resolver.resolve6(host).catch(() => [])
+        if (v6[0]) return v6[0]
+        throw err
       }
-    }),
-  )
+      const v6 = await resolver.resolve6(host)
+      if (v6[0]) return v6[0]
+      throw Object.assign(new Error('no address'), { code: 'ENODATA' })
+    },
+    srv: (name) => resolver.resolveSrv(name),
+  }
+}
+
+export interface ResolvedBackends {
+  /** The configured backends with `srv:` entries expanded, in a stable order. */
+  readonly backends: BackendConfig[]
+  /** The IP to dial for each backend, same order. */
+  readonly addresses: string[]
+}
+
+/** SRV weights are 0..65535 and relative within a priority; ours are 1..256. */
+function srvWeight(weight: number, max: number): number {
+  if (max <= 0) return 1
+  return Math.max(1, Math.min(MAX_WEIGHT, Math.round((weight / max) * MAX_WEIGHT)))
+}
+
+export async function resolveBackends(configured: readonly BackendConfig[], resolver: NameResolver): Promise<ResolvedBackends> {
+  const backends: BackendConfig[] = []
+  const addresses: string[] = []
+  for (const b of configured) {
+    if (!b.srv) {
+      backends.push(b)
+      addresses.push(b.family !== 0 ? b.host : await resolveOne(resolver, b.host))
+      continue
+    }
+    let records: Awaited<ReturnType<NameResolver['srv']>>
+    try {
+      records = await resolver.srv(b.host)
+    } catch (err) {
+      throw new ResolveError(b.name, (err as NodeJS.ErrnoException).code ?? String(err), err)
+    }
+    if (records.length === 0) throw new ResolveError(b.name, 'no SRV records')
+    // Only the best (lowest) priority is in rotation; the others are backups (RFC 2782).
+    const best = Math.min(...records.map((r) => r.priority))
+    const max = Math.max(...records.map((r) => r.weight))
+    const sorted = [...records].sort((x, y) => x.priority - y.priority || (x.name < y.name ? -1 : x.name > y.name ? 1 : x.port - y.port))
+    for (const r of sorted) {
+      const host = r.name.toLowerCase().replace(/\.$/, '')
+      const family = isIP(host)
+      backends.push({
+        name: formatHostPort(host, r.port),
+        host,
+        port: r.port,
+        family: family === 4 || family === 6 ? family : 0,
+        weight: srvWeight(r.weight, max),
+        backup: b.backup || r.priority !== best,
+        checkPort: b.checkPort,
+        srv: false,
+      })
+      addresses.push(family ? host : await resolveOne(resolver, host))
+    }
+  }
+  const seen = new Set<string>()
+  const unique = backends.map((b, i) => ({ b, a: addresses[i]! })).filter(({ b }) => !seen.has(b.name) && seen.add(b.name))
+  return { backends: unique.map((u) => u.b), addresses: unique.map((u) => u.a) }
+}
+
+async function resolveOne(resolver: NameResolver, host: string): Promise<string> {
+  try {
+    return await resolver.address(host)
+  } catch (err) {
+    throw new ResolveError(host, (err as NodeJS.ErrnoException).code ?? String(err), err)
+  }
+}
+
+/** True when the service needs periodic re-resolution at all. */
+export function hasNames(backends: readonly BackendConfig[]): boolean {
+  return backends.some((b) => b.srv || b.family === 0)
+}
+
+/** What must match for a refresh to change nothing. */
+export function signature(r: ResolvedBackends): string {
+  return r.backends.map((b, i) => `${b.name}/${b.weight}/${b.backup ? 1 : 0}@${r.addresses[i]}`).join(',')
 }

@@ -108,7 +108,7 @@ t.test('admin API: /status and /metrics after traffic, drain from the CLI, beare
   t.same([...seen].sort(), ['a', 'b'], 'enabled again')
 })
 
-t.test('SIGHUP reload: 100 streaming connections survive, new weights apply, an invalid file is refused', async (t) => {
+t.test('SIGHUP reload: 200 streaming connections survive, new weights apply, an invalid file is refused', async (t) => {
   const dir = tmp(t)
   const a = await new EchoBackend('a').start()
   const b = await new EchoBackend('b').start()
@@ -131,8 +131,8 @@ t.test('SIGHUP reload: 100 streaming connections survive, new weights apply, an 
   t.teardown(() => lb.stop())
   const port = lb.ports[0]!
 
-  // 100 connections that keep talking through the reload.
-  const streams = await Promise.all(Array.from({ length: 100 }, async (_, i) => {
+  // 200 connections that keep talking through the reload.
+  const streams = await Promise.all(Array.from({ length: 200 }, async (_, i) => {
     const s = await connect(port, '127.0.0.1', `127.7.0.${i + 1}`)
     await readLine(s)
     return s

@@ -18,6 +18,23 @@ async function l4lb(t: Test, args: string[]) {
   return p
 }
 
+/** Writes `chunk` repeatedly until `total` bytes, honouring backpressure, then ends the socket. */
+function send(socket: Socket, chunk: Buffer, total: number): Promise<void> {
+  return new Promise((resolve) => {
+    let sent = 0
+    const pump = (): void => {
+      while (sent < total) {
+        sent += chunk.length
+        if (!socket.write(chunk)) return void socket.once('drain', pump)
+      }
+      socket.end()
+      resolve()
+    }
+    socket.once('close', () => resolve())
+    pump()
+  })
+}
+
 // The i-th distinct client source in 127.0.0.0/8 (avoids 127.0.0.x, used by listeners).
 function source(i: number): string {
   return `127.${1 + (i >> 16)}.${(i >> 8) & 0xff}.${(i & 0xff) || 1}`
@@ -142,16 +159,7 @@ t.test('a 64 MiB transfer each way arrives byte-exact', async (t) => {
     socket.on('data', (c: Buffer) => hash.update(c))
     socket.on('end', () => (backendDigest = hash.digest('hex')))
     // Send 64 MiB the other way at the same time, respecting backpressure.
-    const chunk = pattern(2)
-    let sent = 0
-    const pump = (): void => {
-      while (sent < SIZE) {
-        sent += chunk.length
-        if (!socket.write(chunk)) return void socket.once('drain', pump)
-      }
-      socket.end()
-    }
-    pump()
+    void send(socket, pattern(2), SIZE)
   })
   await sink.start()
   t.teardown(() => sink.stop())
@@ -171,18 +179,7 @@ t.test('a 64 MiB transfer each way arrives byte-exact', async (t) => {
     downBytes += c.length
   })
   const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()))
-  let sent = 0
-  await new Promise<void>((resolve) => {
-    const pump = (): void => {
-      while (sent < SIZE) {
-        sent += up.length
-        if (!socket.write(up)) return void socket.once('drain', pump)
-      }
-      socket.end()
-      resolve()
-    }
-    pump()
-  })
+  await send(socket, up, SIZE)
   await within(60_000, 'both directions to finish', closed)
   t.equal(downBytes, SIZE, 'client received 64 MiB')
   t.equal(gotDown.digest('hex'), expectDown.digest('hex'), 'backend→client checksum matches')
@@ -194,18 +191,7 @@ t.test('a 64 MiB transfer each way arrives byte-exact', async (t) => {
 })
 
 t.test('a slow reader does not make the balancer buffer without bound', async (t) => {
-  const firehose = new EchoBackend('firehose', (socket) => {
-    const chunk = Buffer.alloc(1024 * 1024, 7)
-    let sent = 0
-    const pump = (): void => {
-      while (sent < 512 * 1024 * 1024) {
-        sent += chunk.length
-        if (!socket.write(chunk)) return void socket.once('drain', pump)
-      }
-      socket.end()
-    }
-    pump()
-  })
+  const firehose = new EchoBackend('firehose', (socket) => void send(socket, Buffer.alloc(1024 * 1024, 7), 512 * 1024 * 1024))
   await firehose.start()
   t.teardown(() => firehose.stop())
   const lb = await l4lb(t, ['-b', firehose.address])

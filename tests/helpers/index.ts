@@ -123,10 +123,16 @@ export async function spawnL4lb(args: string[], options: SpawnOptions = {}): Pro
     exited,
   }
   if (options.waitListening !== false) {
-    await within(10_000, `l4lb to listen (stderr: ${stderr})`, Promise.race([
-      handle.waitForLog('listening', (l) => l.msg === 'listening', 10_000),
-      exited.then((code) => Promise.reject(new Error(`l4lb exited with ${code}: ${stderr}`))),
-    ]))
+    try {
+      await within(10_000, 'l4lb to listen', Promise.race([
+        handle.waitForLog('listening', (l) => l.msg === 'listening', 10_000),
+        exited.then((code) => Promise.reject(new Error(`l4lb exited with ${code}: ${stderr}`))),
+      ]))
+    } catch (err) {
+      // Never leave a process behind when the test that wanted it fails.
+      proc.kill('SIGKILL')
+      throw err
+    }
   }
   return handle
 }

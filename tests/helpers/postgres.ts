@@ -1,0 +1,81 @@
+/**
+ * A throwaway PostgreSQL for interop tests: initdb on a temp dir, started on a free loopback
+ * port, stopped and removed at teardown. PostgreSQL refuses to run as root, so under root its
+ * tools run as the `postgres` user (`runuser`), which owns the directory.
+ */
+import { execFile } from 'node:child_process'
+import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs'
+import net from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { promisify } from 'node:util'
+
+export const run = promisify(execFile)
+
+export function findPgBin(): string | null {
+  const root = '/usr/lib/postgresql'
+  if (!existsSync(root)) return null
+  const versions = readdirSync(root).sort((a, b) => Number(b) - Number(a))
+  for (const v of versions) {
+    const bin = join(root, v, 'bin')
+    if (existsSync(join(bin, 'initdb')) && existsSync(join(bin, 'pg_ctl'))) return bin
+  }
+  return null
+}
+
+export async function freePort(host = '127.0.0.1'): Promise<number> {
+  const server = net.createServer()
+  await new Promise<void>((resolve) => server.listen(0, host, resolve))
+  const port = (server.address() as net.AddressInfo).port
+  await new Promise((resolve) => server.close(resolve))
+  return port
+}
+
+async function postgresUser(): Promise<{ uid: number; gid: number } | null> {
+  try {
+    const [uid, gid] = await Promise.all([run('id', ['-u', 'postgres']), run('id', ['-g', 'postgres'])])
+    return { uid: Number(uid.stdout.trim()), gid: Number(gid.stdout.trim()) }
+  } catch {
+    return null
+  }
+}
+
+/** Why PostgreSQL tests cannot run here, or null when they can. */
+export async function postgresUnavailable(): Promise<string | null> {
+  if (!findPgBin()) return 'no initdb/pg_ctl under /usr/lib/postgresql/*/bin'
+  if (process.getuid?.() === 0 && !(await postgresUser())) return 'running as root and no postgres user to run PostgreSQL as'
+  return null
+}
+
+export class TestPostgres {
+  readonly dir = mkdtempSync(join(tmpdir(), 'l4lb-pg-'))
+  port = 0
+  #running = false
+  readonly #bin = findPgBin()!
+
+  #as(tool: string, args: string[], timeout = 60_000): Promise<{ stdout: string; stderr: string }> {
+    const path = join(this.#bin, tool)
+    return process.getuid?.() === 0 ? run('runuser', ['-u', 'postgres', '--', path, ...args], { timeout }) : run(path, args, { timeout })
+  }
+
+  async start(): Promise<this> {
+    const user = process.getuid?.() === 0 ? await postgresUser() : null
+    if (user) chownSync(this.dir, user.uid, user.gid)
+    this.port = await freePort()
+    await this.#as('initdb', ['-D', join(this.dir, 'data'), '-A', 'trust', '-U', 'postgres', '--no-sync'])
+    await this.#as('pg_ctl', ['-D', join(this.dir, 'data'), '-w', '-t', '30', '-l', join(this.dir, 'log'), '-o', `-p ${this.port} -k ${this.dir} -c listen_addresses=127.0.0.1 -c fsync=off`, 'start'])
+    this.#running = true
+    return this
+  }
+
+  /** Runs a client tool from the same PostgreSQL (psql, pgbench) as the postgres user. */
+  client(tool: string, args: string[], timeout = 120_000): Promise<{ stdout: string; stderr: string }> {
+    return this.#as(tool, args, timeout)
+  }
+
+  async stop(): Promise<void> {
+    if (this.#running) await this.#as('pg_ctl', ['-D', join(this.dir, 'data'), '-w', '-t', '30', '-m', 'immediate', 'stop']).catch(() => {})
+    this.#running = false
+    rmSync(this.dir, { recursive: true, force: true })
+  }
+}
