@@ -10,6 +10,7 @@ import type { Config, LogFormat, LogLevel, ServiceConfig } from './types.js'
 export * from './types.js'
 export { DEFAULTS } from './defaults.js'
 export { parseDuration, formatDuration } from './duration.js'
+export { parseSize, formatSize } from './size.js'
 export { Problems, validateService, parseBytes, parseBackendSpec, type Path, type KeyNamer } from './service.js'
 
 const LOG_LEVELS: readonly LogLevel[] = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']
@@ -26,6 +27,8 @@ const FLAG_OF: Record<string, string> = {
   'health.expect': '--check-expect', 'health.httpPath': '--check-http-path', 'health.httpStatus': '--check-http-status',
   'health.fastInterval': '--fast-interval', 'health.downInterval': '--down-interval', 'health.sendProxy': '--check-send-proxy', 'health.flapDamping': '--flap-damping',
   'log.level': '--log-level', 'log.format': '--log-format',
+  udpIdleTimeout: '--udp-idle-timeout', udpResponses: '--udp-responses', udpMaxSessions: '--udp-max-sessions',
+  udpBuffer: '--udp-buffer', udpKeepOnDown: '--udp-keep-sessions',
 }
 
 export function flagName(path: Path): string {
@@ -143,6 +146,11 @@ export interface FlagValues {
   admin?: string
   logLevel?: string
   logFormat?: string
+  udpIdleTimeout?: string
+  udpResponses?: string
+  udpMaxSessions?: string
+  udpBuffer?: string
+  udpKeepSessions?: boolean
 }
 
 export function serviceFromFlags(f: FlagValues): Record<string, unknown> {
@@ -156,6 +164,8 @@ export function serviceFromFlags(f: FlagValues): Record<string, unknown> {
     proxyProtocol: f.proxyProtocol, acceptProxy: f.acceptProxy, connectTimeout: f.connectTimeout,
     idleTimeout: f.idleTimeout, retries: f.retries, maxConns: f.maxConns, drainTimeout: f.drainTimeout,
     onDown: f.onDown, backlog: f.backlog, reusePort: f.reusePort, health: dropUndefined(health),
+    udpIdleTimeout: f.udpIdleTimeout, udpResponses: f.udpResponses, udpMaxSessions: f.udpMaxSessions,
+    udpBuffer: f.udpBuffer, udpKeepOnDown: f.udpKeepSessions,
   }
   return dropUndefined(service)
 }

@@ -8,6 +8,7 @@ import { algorithmNames, isBalanceName, MAX_WEIGHT } from '../balance/index.js'
 import { ConfigError, L4lbError } from '../errors.js'
 import { DEFAULTS } from './defaults.js'
 import { parseDuration } from './duration.js'
+import { MAX_UDP_BUFFER_BYTES, MIN_UDP_BUFFER_BYTES, parseSize } from './size.js'
 import type { BackendConfig, CheckType, HashKey, HealthConfig, OnDown, Protocol, ProxyProtocolVersion, ServiceConfig } from './types.js'
 
 export type Path = readonly (string | number)[]
@@ -19,6 +20,7 @@ type Raw = Record<string, unknown>
 export const SERVICE_KEYS = [
   'name', 'listen', 'protocol', 'balance', 'hashKey', 'proxyProtocol', 'acceptProxy', 'connectTimeout',
   'idleTimeout', 'retries', 'maxConns', 'drainTimeout', 'onDown', 'backlog', 'reusePort', 'health', 'backends',
+  'udpIdleTimeout', 'udpResponses', 'udpMaxSessions', 'udpBuffer', 'udpKeepOnDown',
 ] as const
 export const HEALTH_KEYS = [
   'type', 'interval', 'timeout', 'rise', 'fall', 'fastInterval', 'downInterval', 'port', 'send', 'expect',
@@ -71,6 +73,15 @@ function integer(raw: unknown, fallback: number, min: number, max: number, path:
   if (typeof n !== 'number' || !Number.isInteger(n) || n < min || n > max) {
     return problems.add(path, raw, `must be a whole number from ${min} to ${max}`) ?? fallback
   }
+  return n
+}
+
+function size(raw: unknown, fallback: number, min: number, max: number, path: Path, problems: Problems): number {
+  if (raw === undefined || raw === null) return fallback
+  if (typeof raw !== 'string' && typeof raw !== 'number') return problems.add(path, raw, 'must be a size, e.g. "4MiB", "512KiB" or bytes') ?? fallback
+  const n = parseSize(String(raw))
+  if (typeof n === 'string') return problems.add(path, raw, n) ?? fallback
+  if (n < min || n > max) return problems.add(path, raw, `must be from ${min} to ${max} bytes`) ?? fallback
   return n
 }
 
@@ -237,6 +248,19 @@ function flapDamping(raw: unknown, path: Path, problems: Problems): HealthConfig
   return { maxTransitions, windowMs, holdMs }
 }
 
+function udp(s: Raw, at: (key: string) => Path, problems: Problems): Pick<ServiceConfig, 'udpIdleTimeoutMs' | 'udpResponses' | 'udpMaxSessions' | 'udpBufferBytes' | 'udpKeepOnDown'> {
+  const udpIdleTimeoutMs = duration(s.udpIdleTimeout, DEFAULTS.udpIdleTimeoutMs, at('udpIdleTimeout'), problems)
+  // A session that never idles out would hold a socket per client port forever.
+  if (udpIdleTimeoutMs < 10) problems.add(at('udpIdleTimeout'), s.udpIdleTimeout, 'must be at least 10ms')
+  return {
+    udpIdleTimeoutMs,
+    udpResponses: integer(s.udpResponses, DEFAULTS.udpResponses, 0, 1_000_000, at('udpResponses'), problems),
+    udpMaxSessions: integer(s.udpMaxSessions, DEFAULTS.udpMaxSessions, 1, 10_000_000, at('udpMaxSessions'), problems),
+    udpBufferBytes: size(s.udpBuffer, DEFAULTS.udpBufferBytes, MIN_UDP_BUFFER_BYTES, MAX_UDP_BUFFER_BYTES, at('udpBuffer'), problems),
+    udpKeepOnDown: boolean(s.udpKeepOnDown, DEFAULTS.udpKeepOnDown, at('udpKeepOnDown'), problems),
+  }
+}
+
 export function validateService(raw: unknown, path: Path, fallbackName: string, problems: Problems): ServiceConfig | undefined {
   if (!raw || typeof raw !== 'object' || Array.isArray(raw)) return problems.add(path, raw, 'a service must be a mapping')
   const s = raw as Raw
@@ -298,5 +322,6 @@ export function validateService(raw: unknown, path: Path, fallbackName: string, 
     reusePort: boolean(s.reusePort, false, at('reusePort'), problems),
     health: health(s.health, at('health'), problems),
     backends,
+    ...udp(s, at, problems),
   }
 }

@@ -58,6 +58,17 @@ export interface ServiceConfig {
   readonly reusePort: boolean
   readonly health: HealthConfig
   readonly backends: readonly BackendConfig[]
+  // --- UDP (lib/udp) ---
+  /** A session with no datagram either way for this long ends (one sweep per service). */
+  readonly udpIdleTimeoutMs: number
+  /** Replies expected per client datagram before the session ends (nginx proxy_responses); 0 = unlimited. */
+  readonly udpResponses: number
+  /** Sessions per service; new flows beyond it are dropped and counted. */
+  readonly udpMaxSessions: number
+  /** SO_RCVBUF / SO_SNDBUF asked for on UDP listening sockets. */
+  readonly udpBufferBytes: number
+  /** Keep sessions on a backend marked down until idle (stateful game servers) instead of moving them. */
+  readonly udpKeepOnDown: boolean
 }
 
 export interface LogConfig {

@@ -7,6 +7,7 @@ import type { Config, ServiceConfig } from '../config/index.js'
 import type { Prober } from '../health/index.js'
 import { Pool, type StateChange } from '../pool/index.js'
 import { TcpService } from '../tcp/service.js'
+import { UdpService } from '../udp/index.js'
 import { attachProber } from './health.js'
 import { resolveBackends } from './resolve.js'
 
@@ -15,6 +16,7 @@ export class Runtime {
   readonly logger: Logger
   readonly pools: Pool[] = []
   readonly tcp: TcpService[] = []
+  readonly udp: UdpService[] = []
   readonly probers: Prober[] = []
 
   private constructor(config: Config, logger: Logger) {
@@ -47,15 +49,32 @@ export class Runtime {
     pool.onStateChange(this.#logStateChange)
     this.pools.push(pool)
     if (service.health.type !== 'none') this.probers.push(await attachProber(pool, service.health, this.logger))
+    let tcpPorts: number[] | undefined
     if (service.protocols.includes('tcp')) {
       const tcp = new TcpService(service, pool, this.logger)
       this.tcp.push(tcp)
       await tcp.listen()
+      tcpPorts = tcp.addresses().map((a) => a.port)
       this.logger.info(
         { service: service.name, listen: tcp.addresses().map((a) => `${a.host}:${a.port}`), balance: service.balance, backends: service.backends.map((b) => b.name) },
         'listening',
       )
     }
+    if (service.protocols.includes('udp')) await this.#startUdp(service, pool, tcpPorts)
+  }
+
+  /** With tcp,udp the UDP sockets take the ports TCP was given, so `:0` means one port for both. */
+  async #startUdp(service: ServiceConfig, pool: Pool, ports: number[] | undefined): Promise<void> {
+    const udp = new UdpService(service, pool, this.logger)
+    this.udp.push(udp)
+    await udp.listen(ports)
+    this.logger.info(
+      {
+        service: service.name, proto: 'udp', listen: udp.addresses().map((a) => `${a.host}:${a.port}`), balance: service.balance,
+        backends: service.backends.map((b) => b.name), idleTimeoutMs: service.udpIdleTimeoutMs, responses: service.udpResponses,
+      },
+      'listening',
+    )
   }
 
   readonly #logStateChange = (change: StateChange): void => {
@@ -70,14 +89,15 @@ export class Runtime {
   }
 
   get activeConnections(): number {
-    return this.tcp.reduce((n, s) => n + s.activeConnections, 0)
+    return this.tcp.reduce((n, s) => n + s.activeConnections, 0) + this.udp.reduce((n, s) => n + s.activeSessions, 0)
   }
 
   /**
    * Stops accepting, waits up to `drainTimeoutMs` for connections to finish, then closes the rest.
    */
   async stop(drainTimeoutMs: number): Promise<void> {
-    await Promise.all([...this.tcp.map((s) => s.stopAccepting()), ...this.probers.map((p) => p.stop())])
+    // UDP has nothing to drain: with the listener closed replies have no way back, so sessions end now.
+    await Promise.all([...this.tcp.map((s) => s.stopAccepting()), ...this.udp.map((s) => s.close()), ...this.probers.map((p) => p.stop())])
     const idle = Promise.all(this.tcp.map((s) => s.whenIdle()))
     let timer: NodeJS.Timeout | undefined
     const timeout = new Promise<'timeout'>((resolve) => {
