@@ -187,6 +187,7 @@ export class UdpService implements SessionOwner {
   async close(): Promise<void> {
     await this.stopAccepting()
     this.closeAll('shutdown')
+    this.#logger.info({ ...this.stats }, 'udp service stopped')
   }
 
   /** Ends every session now. */
