@@ -51,7 +51,7 @@ function addRunOptions(cmd: Command): Command {
     .option('--hash-key <src-ip|src-ip-port>', 'what hashing algorithms hash (default src-ip)')
     .option('--proxy-protocol <none|v1|v2>', 'send a PROXY protocol header to backends')
     .option('--accept-proxy <cidr,...>', 'accept PROXY headers from these source CIDRs, repeatable', collect)
-    .option('--check <tcp|send-expect|http|none>', 'health check type (default tcp)')
+    .option('--check <tcp|send-expect|http|udp|none>', 'health check type (default tcp; udp sends --check-send, expects --check-expect)')
     .option('--check-interval <duration>', 'time between checks (default 2s)')
     .option('--check-timeout <duration>', 'check timeout (default 1s)')
     .option('--rise <n>', 'consecutive passing checks to mark a backend up (default 2)')

@@ -31,7 +31,7 @@ export const BACKEND_KEYS = ['address', 'weight', 'backup', 'checkPort'] as cons
 const PROTOCOLS: Record<string, readonly Protocol[]> = { tcp: ['tcp'], udp: ['udp'], 'tcp,udp': ['tcp', 'udp'], 'udp,tcp': ['tcp', 'udp'] }
 const HASH_KEYS: readonly HashKey[] = ['src-ip', 'src-ip-port']
 const PROXY_VERSIONS: readonly ProxyProtocolVersion[] = ['none', 'v1', 'v2']
-const CHECK_TYPES: readonly CheckType[] = ['tcp', 'send-expect', 'http', 'none']
+const CHECK_TYPES: readonly CheckType[] = ['tcp', 'send-expect', 'http', 'udp', 'none']
 const ON_DOWN: readonly OnDown[] = ['keep', 'shutdown']
 
 /** Collects problems so `l4lb check` can print all of them; flags print the first. */
@@ -206,6 +206,7 @@ function health(raw: unknown, path: Path, problems: Problems): HealthConfig {
   const send = bytes(h.send, [...path, 'send'], problems)
   const expectList = list(h.expect).map((e, i) => bytes(e, Array.isArray(h.expect) ? [...path, 'expect', i] : [...path, 'expect'], problems))
   const expect = expectList.filter((b): b is Buffer => b !== undefined)
+  if (type === 'udp' && send === undefined) problems.add([...path, 'send'], h.send, 'a udp check needs bytes to send')
   if (type === 'send-expect' && expect.length === 0) problems.add([...path, 'expect'], h.expect, 'a send-expect check needs at least one expected reply')
   const httpPath = typeof h.httpPath === 'string' ? h.httpPath : d.httpPath
   if (!httpPath.startsWith('/')) problems.add([...path, 'httpPath'], h.httpPath, 'must start with "/"')

@@ -240,3 +240,25 @@ t.test('garbage and empty datagrams never crash the balancer', async (t) => {
   t.equal((await c.ask('ok', port)).toString(), 'a:ok')
   t.equal(lb.proc.exitCode, null)
 })
+
+t.test('--check udp: a backend whose UDP port stops answering is marked down and gets no new sessions', async (t) => {
+  const bs = await backends(t, ['a', 'b'])
+  const lb = await l4lb(t, [
+    '--check', 'udp', '--check-send', 'ping', '--check-expect', 'a:ping', '--check-expect', 'b:ping',
+    '--check-interval', '100ms', '--check-timeout', '300ms', '--rise', '1', '--fall', '1',
+    ...bs.flatMap((b) => ['-b', b.address]),
+  ])
+  await eventually('both up', () => lb.logs.filter((l) => l.msg === 'backend state changed' && l.to === 'up').length === 2, 3000)
+  await bs[0]!.stop()
+  const down = await lb.waitForLog('a down', (l) => l.msg === 'backend state changed' && l.to === 'down', 3000)
+  t.equal(down.backend, bs[0]!.address)
+  t.match(down.lastError ?? down.reason, /ECONNREFUSED|timeout|refused/i, `reason ${down.reason} ${down.lastError}`)
+  for (let i = 0; i < 10; i++) {
+    const c = await UdpClient.bound(source(i * 31 + 5))
+    try {
+      t.equal((await c.ask('x', lb.udpPorts[0]!)).toString(), 'b:x')
+    } finally {
+      await c.close()
+    }
+  }
+})
