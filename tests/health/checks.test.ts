@@ -250,7 +250,7 @@ t.test('invalid options are ConfigErrors naming the key and value', async (t) =>
     [{ type: 'tcp', intervalMs: -1 }, 'check.intervalMs -1: must be a positive number of milliseconds'],
     [{ type: 'tcp', port: 70000 }, 'check.port 70000: must be an integer from 1 to 65535'],
     [{ type: 'tcp', jitterRatio: 0.9 }, 'check.jitterRatio 0.9: must be from 0 to 0.5'],
-    [{ type: 'send-expect', send: Buffer.from('PING\r\n') }, 'check.expect undefined: send-expect needs at least one expected reply'],
+    [{ type: 'send-expect', send: Buffer.from('PING\r\n') }, 'check.expect: send-expect needs at least one expected reply'],
     [{ type: 'http', httpPath: '/a b' }, `check.httpPath "/a b": must start with '/' and hold only visible ASCII`],
     [{ type: 'http', httpExpectStatus: '2x' }, `check.httpExpectStatus "2x": expected codes or classes like '2xx', '200,204'`],
     [{ type: 'tcp', flap: { maxTransitions: 0, windowMs: 1000, holdMs: 1000 } }, 'check.flap.maxTransitions 0: must be a positive integer'],
