@@ -14,6 +14,14 @@ export const DEFAULTS = {
   backlog: 4096,
   weight: 1,
   resolveIntervalMs: 30_000,
+  // --- UDP (lib/udp) ---
+  udpIdleTimeoutMs: 30_000,
+  /** 0 = unlimited replies per session. */
+  udpResponses: 0,
+  udpMaxSessions: 100_000,
+  /** 4 MiB: absorbs bursts between event-loop turns; Linux caps it at net.core.rmem_max. */
+  udpBufferBytes: 4 * 1024 * 1024,
+  udpKeepOnDown: false,
   health: {
     type: 'tcp',
     intervalMs: 2_000,

@@ -11,6 +11,7 @@ import type { AdminConfig, Config, LogFormat, LogLevel, ServiceConfig } from './
 export * from './types.js'
 export { DEFAULTS } from './defaults.js'
 export { parseDuration, formatDuration } from './duration.js'
+export { parseSize, formatSize } from './size.js'
 export { Problems, validateService, parseBytes, parseBackendSpec, type Path, type KeyNamer } from './service.js'
 
 const LOG_LEVELS: readonly LogLevel[] = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']
@@ -28,6 +29,8 @@ const FLAG_OF: Record<string, string> = {
   'health.fastInterval': '--fast-interval', 'health.downInterval': '--down-interval', 'health.sendProxy': '--check-send-proxy', 'health.flapDamping': '--flap-damping',
   'log.level': '--log-level', 'log.format': '--log-format', 'admin.listen': '--admin', 'admin.tokenFile': '--admin-token-file',
   resolveInterval: '--resolve-interval', resolvers: '--resolver',
+  udpIdleTimeout: '--udp-idle-timeout', udpResponses: '--udp-responses', udpMaxSessions: '--udp-max-sessions',
+  udpBuffer: '--udp-buffer', udpKeepOnDown: '--udp-keep-sessions',
 }
 
 export function flagName(path: Path): string {
@@ -184,6 +187,11 @@ export interface FlagValues {
   resolver?: string[]
   logLevel?: string
   logFormat?: string
+  udpIdleTimeout?: string
+  udpResponses?: string
+  udpMaxSessions?: string
+  udpBuffer?: string
+  udpKeepSessions?: boolean
 }
 
 export function serviceFromFlags(f: FlagValues): Record<string, unknown> {
@@ -198,6 +206,8 @@ export function serviceFromFlags(f: FlagValues): Record<string, unknown> {
     idleTimeout: f.idleTimeout, retries: f.retries, maxConns: f.maxConns, drainTimeout: f.drainTimeout,
     onDown: f.onDown, backlog: f.backlog, reusePort: f.reusePort, health: dropUndefined(health),
     resolveInterval: f.resolveInterval,
+    udpIdleTimeout: f.udpIdleTimeout, udpResponses: f.udpResponses, udpMaxSessions: f.udpMaxSessions,
+    udpBuffer: f.udpBuffer, udpKeepOnDown: f.udpKeepSessions,
   }
   return dropUndefined(service)
 }
