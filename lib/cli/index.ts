@@ -11,6 +11,7 @@ import { createLogger } from '../log/index.js'
 import { Runtime } from '../runtime/index.js'
 import { algorithmNames } from '../balance/index.js'
 import { runDemo } from './demo.js'
+import { runProxyInspect } from './proxy-inspect.js'
 
 const VERSION = (createRequire(import.meta.url)('../../../package.json') as { version: string }).version
 
@@ -51,6 +52,11 @@ function addRunOptions(cmd: Command): Command {
     .option('--hash-key <src-ip|src-ip-port>', 'what hashing algorithms hash (default src-ip)')
     .option('--proxy-protocol <none|v1|v2>', 'send a PROXY protocol header to backends')
     .option('--accept-proxy <cidr,...>', 'accept PROXY headers from these source CIDRs, repeatable', collect)
+    .option('--accept-proxy-strict', 'refuse connections from sources outside --accept-proxy (default: serve them as plain TCP)')
+    .option('--accept-proxy-timeout <duration>', 'deadline for a complete accepted PROXY header (default 5s)')
+    .option('--accept-proxy-max-length <bytes>', 'largest accepted PROXY v2 length field (default 4096)')
+    .option('--proxy-v2-crc32c', 'add a CRC32C TLV to sent PROXY v2 headers')
+    .option('--proxy-forward-tlvs', 'forward TLVs of an accepted PROXY v2 header in the sent one')
     .option('--check <tcp|send-expect|http|none>', 'health check type (default tcp)')
     .option('--check-interval <duration>', 'time between checks (default 2s)')
     .option('--check-timeout <duration>', 'check timeout (default 1s)')
@@ -99,6 +105,13 @@ export function buildProgram(): Command {
     .option('-p, --port <port>', 'port for the balancer (default: any free port)', '0')
     .addOption(new Option('-a, --balance <algorithm>', 'balancing algorithm').choices(algorithmNames).default('round-robin'))
     .action(async (opts: { port: string; balance: string }) => runDemo(opts))
+
+  program
+    .command('proxy-inspect')
+    .description('listen and print every PROXY header received (version, command, addresses, TLVs) and the bytes after it')
+    .requiredOption('-l, --listen <[host]:port>', 'address to listen on (":9999" = every address, port 0 = any free port)')
+    .option('--timeout <duration>', 'header deadline per connection (default 5s)')
+    .action(async (opts: { listen: string; timeout?: string }) => runProxyInspect(opts))
 
   program.addHelpText('after', EXAMPLES)
   return program
