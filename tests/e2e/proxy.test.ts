@@ -7,66 +7,11 @@ import t, { type Test } from 'tap'
 import net, { type Server, type Socket } from 'node:net'
 import { spawn } from 'node:child_process'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { acceptProxy, encodeV1, encodeV2, type ProxyHeader, type Tlv } from '../../lib/proxy-protocol/index.js'
+import { encodeV1, encodeV2, type Tlv } from '../../lib/proxy-protocol/index.js'
 import {
-  BIN, EchoBackend, childEnv, closeServer, connect, listen, nodeCommand, readAll, readLine, spawnL4lb, within, type LogLine,
+  BIN, EchoBackend, childEnv, connect, nodeCommand, readAll, readLine, runL4lb, spawnL4lb, within, type LogLine,
 } from '../helpers/index.js'
-
-interface Seen {
-  header: ProxyHeader
-  /** Every client byte after the header, in order. */
-  data: Buffer
-}
-
-/**
- * A backend that speaks first (like MySQL): it parses the PROXY header with the module, answers
- * at once with the source it saw, then echoes. It never waits for client bytes before answering,
- * so a balancer that held the header back until the client spoke would hang the test.
- */
-class ProxyBackend {
-  readonly server: Server
-  readonly seen: Seen[] = []
-  readonly sockets = new Set<Socket>()
-  port = 0
-  constructor(readonly name: string) {
-    this.server = net.createServer({ pauseOnConnect: true, allowHalfOpen: true }, (socket) => {
-      this.sockets.add(socket)
-      socket.on('close', () => this.sockets.delete(socket))
-      acceptProxy(socket, { timeoutMs: 3000 }).then(
-        ({ header, rest }) => {
-          socket.on('error', () => socket.destroy())
-          const seen: Seen = { header, data: Buffer.from(rest) }
-          this.seen.push(seen)
-          const src = header.source ? `${header.source.address} ${header.source.port}` : 'none'
-          socket.write(`${this.name} ${src}\n`)
-          if (rest.length > 0) socket.write(rest)
-          socket.on('data', (chunk: Buffer) => {
-            seen.data = Buffer.concat([seen.data, chunk])
-            socket.write(chunk)
-          })
-          socket.on('end', () => socket.end())
-          socket.resume()
-        },
-        () => {},
-      )
-    })
-  }
-
-  async start(host = '127.0.0.1'): Promise<this> {
-    this.port = await listen(this.server, host)
-    return this
-  }
-
-  get address(): string {
-    const a = this.server.address() as net.AddressInfo
-    return a.family === 'IPv6' ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`
-  }
-
-  async stop(): Promise<void> {
-    for (const s of this.sockets) s.destroy()
-    await closeServer(this.server)
-  }
-}
+import { ProxyBackend, canUseIPv6 } from '../helpers/proxy.js'
 
 async function proxyBackend(t: Test, name = 'pp', host = '127.0.0.1'): Promise<ProxyBackend> {
   const b = await new ProxyBackend(name).start(host)
@@ -81,14 +26,6 @@ async function l4lb(t: Test, args: string[], listenAt = '127.0.0.1:0') {
 }
 
 const closedLine = (id?: string) => (l: LogLine): boolean => l.msg === 'connection closed' && (id === undefined || l.id === id)
-
-function canUseIPv6(): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = net.createServer()
-    s.once('error', () => resolve(false))
-    s.listen(0, '::1', () => s.close(() => resolve(true)))
-  })
-}
 
 for (const version of ['v1', 'v2'] as const) {
   t.test(`${version}: the backend sees the client's real address, the header first, the client's bytes intact`, async (t) => {
@@ -338,4 +275,20 @@ t.test('proxy-inspect prints a decoded header and the bytes after it', async (t)
   proc.kill('SIGINT')
   const code = await within(5000, 'exit', new Promise((resolve) => proc.once('exit', (c) => resolve(c))))
   t.equal(code, 0, 'Ctrl-C stops it cleanly')
+})
+
+t.test('bad PROXY flags exit 2 with one line naming the flag and the value', async (t) => {
+  const cases: Array<[string[], RegExp]> = [
+    [['--accept-proxy-strict'], /^l4lb: --accept-proxy-strict true: needs acceptProxy/],
+    [['--accept-proxy', '10.0.0.0/8', '--accept-proxy-timeout', '5'], /^l4lb: --accept-proxy-timeout "5": /],
+    [['--accept-proxy', '10.0.0.0/8', '--accept-proxy-max-length', '100'], /^l4lb: --accept-proxy-max-length "100": must be a whole number from 216 to 65535/],
+    [['--proxy-v2-crc32c'], /^l4lb: --proxy-v2-crc32c true: only applies with proxyProtocol v2/],
+    [['--proxy-protocol', 'v2', '--proxy-forward-tlvs'], /^l4lb: --proxy-forward-tlvs true: only applies/],
+  ]
+  for (const [args, message] of cases) {
+    const r = await runL4lb(['-l', '127.0.0.1:0', '-b', '127.0.0.1:9', ...args])
+    t.equal(r.code, 2, args.join(' '))
+    t.match(r.stderr, message)
+    t.equal(r.stderr.trim().split('\n').length, 1)
+  }
 })
