@@ -18,7 +18,8 @@ export type KeyNamer = (path: Path) => string
 type Raw = Record<string, unknown>
 
 export const SERVICE_KEYS = [
-  'name', 'listen', 'protocol', 'balance', 'hashKey', 'proxyProtocol', 'acceptProxy', 'connectTimeout',
+  'name', 'listen', 'protocol', 'balance', 'hashKey', 'proxyProtocol', 'acceptProxy', 'acceptProxyStrict',
+  'acceptProxyTimeout', 'acceptProxyMaxLength', 'proxyV2Crc32c', 'proxyForwardTlvs', 'connectTimeout',
   'idleTimeout', 'retries', 'maxConns', 'drainTimeout', 'onDown', 'backlog', 'reusePort', 'health', 'backends',
   'resolveInterval',
   'udpIdleTimeout', 'udpResponses', 'udpMaxSessions', 'udpBuffer', 'udpKeepOnDown',
@@ -324,6 +325,19 @@ export function validateService(raw: unknown, path: Path, fallbackName: string, 
   }
 
   const proxyRaw = s.proxyProtocol === false ? 'none' : s.proxyProtocol
+  const proxyProtocol = oneOf(proxyRaw, PROXY_VERSIONS, DEFAULTS.proxyProtocol, at('proxyProtocol'), problems)
+  const acceptProxyStrict = boolean(s.acceptProxyStrict, false, at('acceptProxyStrict'), problems)
+  if (acceptProxyStrict && acceptProxy.length === 0) problems.add(at('acceptProxyStrict'), s.acceptProxyStrict, 'needs acceptProxy (the CIDRs whose PROXY headers are trusted)')
+  const acceptProxyTimeoutMs = duration(s.acceptProxyTimeout, DEFAULTS.acceptProxyTimeoutMs, at('acceptProxyTimeout'), problems)
+  if (acceptProxyTimeoutMs < 1) problems.add(at('acceptProxyTimeout'), s.acceptProxyTimeout, 'must be more than 0')
+  // 216 bytes is the largest address block (AF_UNIX); a smaller cap would refuse valid headers.
+  const acceptProxyMaxLength = integer(s.acceptProxyMaxLength, DEFAULTS.acceptProxyMaxLength, 216, 65535, at('acceptProxyMaxLength'), problems)
+  const proxyV2Crc32c = boolean(s.proxyV2Crc32c, false, at('proxyV2Crc32c'), problems)
+  if (proxyV2Crc32c && proxyProtocol !== 'v2') problems.add(at('proxyV2Crc32c'), s.proxyV2Crc32c, 'only applies with proxyProtocol v2')
+  const proxyForwardTlvs = boolean(s.proxyForwardTlvs, false, at('proxyForwardTlvs'), problems)
+  if (proxyForwardTlvs && (proxyProtocol !== 'v2' || acceptProxy.length === 0)) {
+    problems.add(at('proxyForwardTlvs'), s.proxyForwardTlvs, 'only applies with proxyProtocol v2 and acceptProxy')
+  }
   const backendsRaw = list(s.backends)
   if (backendsRaw.length === 0) problems.add(at('backends'), undefined, 'at least one backend is required')
   const backends = backendsRaw
@@ -342,8 +356,13 @@ export function validateService(raw: unknown, path: Path, fallbackName: string, 
     protocols,
     balance: typeof balance === 'string' ? balance : DEFAULTS.balance,
     hashKey: oneOf(s.hashKey, HASH_KEYS, DEFAULTS.hashKey, at('hashKey'), problems),
-    proxyProtocol: oneOf(proxyRaw, PROXY_VERSIONS, DEFAULTS.proxyProtocol, at('proxyProtocol'), problems),
+    proxyProtocol,
     acceptProxy,
+    acceptProxyStrict,
+    acceptProxyTimeoutMs,
+    acceptProxyMaxLength,
+    proxyV2Crc32c,
+    proxyForwardTlvs,
     connectTimeoutMs: duration(s.connectTimeout, DEFAULTS.connectTimeoutMs, at('connectTimeout'), problems) || (problems.add(at('connectTimeout'), s.connectTimeout, 'must be more than 0') ?? DEFAULTS.connectTimeoutMs),
     idleTimeoutMs: duration(s.idleTimeout, DEFAULTS.idleTimeoutMs, at('idleTimeout'), problems),
     retries: integer(s.retries, DEFAULTS.retries, 0, 16, at('retries'), problems),

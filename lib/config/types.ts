@@ -48,6 +48,16 @@ export interface ServiceConfig {
   readonly proxyProtocol: ProxyProtocolVersion
   /** CIDR blocks whose PROXY headers are believed; empty = accept-proxy off. */
   readonly acceptProxy: readonly string[]
+  /** Refuse (instead of serving as plain TCP) connections from sources outside acceptProxy. */
+  readonly acceptProxyStrict: boolean
+  /** Whole-header deadline for an accepted PROXY header. */
+  readonly acceptProxyTimeoutMs: number
+  /** Largest v2 length field (bytes after the 16-byte fixed header) an accepted header may declare. */
+  readonly acceptProxyMaxLength: number
+  /** Append a PP2_TYPE_CRC32C TLV to sent v2 headers. */
+  readonly proxyV2Crc32c: boolean
+  /** Pass TLVs of an accepted v2 header that l4lb does not produce itself on in the sent one. */
+  readonly proxyForwardTlvs: boolean
   readonly connectTimeoutMs: number
   /** 0 = no idle timeout. */
   readonly idleTimeoutMs: number
