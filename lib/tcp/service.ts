@@ -145,9 +145,14 @@ export class TcpService {
     return server
   }
 
-  /** Stops accepting; established connections go on. Resolves when the listeners are closed. */
-  async stopAccepting(): Promise<void> {
-    await Promise.all(this.#servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))))
+  /**
+   * Stops accepting; established connections go on. Does not wait for them: a server's close
+   * callback fires only after its last connection ends, and draining is the caller's business
+   * (whenIdle, closeAll). The listening sockets are closed when this returns.
+   */
+  stopAccepting(): Promise<void> {
+    for (const s of this.#servers) if (s.listening) s.close()
+    return Promise.resolve()
   }
 
   /** Hands the bound listening sockets over (reload) instead of closing them. */
