@@ -80,6 +80,17 @@ export function renderMetrics(runtime: Runtime): string {
     m.metric('l4lb_early_resets_total', 'counter', 'Connections reset by the client before they were accepted.', { service: h.name }, s.earlyResets)
     m.metric('l4lb_retries_total', 'counter', 'Connects retried on another backend.', { service: h.name }, s.retries)
   }
+  for (const h of handles) {
+    const u = h.udp
+    if (!u) continue
+    m.metric('l4lb_udp_sessions', 'gauge', 'UDP sessions open now.', { service: h.name }, u.activeSessions)
+    m.metric('l4lb_udp_sessions_total', 'counter', 'UDP sessions created.', { service: h.name }, u.stats.sessionsCreated)
+    m.metric('l4lb_udp_dropped_total', 'counter', 'UDP datagrams of new flows dropped, by reason.', { service: h.name, reason: 'max-sessions' }, u.stats.droppedMaxSessions)
+    m.metric('l4lb_udp_dropped_total', 'counter', 'UDP datagrams of new flows dropped, by reason.', { service: h.name, reason: 'no-backend' }, u.stats.noBackend)
+    m.metric('l4lb_udp_datagrams_total', 'counter', 'UDP datagrams proxied (in = from clients, out = from backends).', { service: h.name, direction: 'in' }, u.stats.datagramsIn)
+    m.metric('l4lb_udp_datagrams_total', 'counter', 'UDP datagrams proxied (in = from clients, out = from backends).', { service: h.name, direction: 'out' }, u.stats.datagramsOut)
+    m.metric('l4lb_udp_icmp_errors_total', 'counter', 'ICMP unreachable errors on upstream UDP sockets.', { service: h.name }, u.stats.icmpErrors)
+  }
   m.metric('l4lb_draining_services', 'gauge', 'Services removed by a reload whose connections are still finishing.', {}, runtime.draining.size)
   m.metric('l4lb_draining_connections', 'gauge', 'Connections of removed services still open.', {}, [...runtime.draining].reduce((n, s) => n + s.activeConnections, 0))
 

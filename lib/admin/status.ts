@@ -13,6 +13,7 @@ export interface Status {
     usableBackends: number
     usingBackups: boolean
     activeConnections: number
+    udpSessions: number | null
     backends: ReadonlyArray<{
       address: string
       state: string
@@ -36,11 +37,12 @@ export function statusOf(runtime: Runtime): Status {
     services: [...runtime.services.values()].map((h) => ({
       name: h.name,
       protocols: h.config.protocols,
-      listen: h.tcp ? h.tcp.addresses().map((a) => formatHostPort(a.host, a.port)) : h.config.listen.map((l) => formatHostPort(l.host, l.port)),
+      listen: (h.tcp ?? h.udp)?.addresses().map((a) => formatHostPort(a.host, a.port)) ?? h.config.listen.map((l) => formatHostPort(l.host, l.port)),
       balance: h.config.balance,
       usableBackends: h.pool.usableCount,
       usingBackups: h.pool.usingBackups,
       activeConnections: h.activeConnections,
+      udpSessions: h.udp ? h.udp.activeSessions : null,
       backends: h.pool.backends.map((b) => ({
         address: b.name,
         state: b.state,

@@ -15,6 +15,7 @@ import { Runtime } from '../runtime/index.js'
 import { algorithmNames } from '../balance/index.js'
 import { runDemo } from './demo.js'
 import { sdNotify } from '../runtime/notify.js'
+import { runProxyInspect } from './proxy-inspect.js'
 
 const VERSION = (createRequire(import.meta.url)('../../../package.json') as { version: string }).version
 
@@ -55,7 +56,12 @@ function addRunOptions(cmd: Command): Command {
     .option('--hash-key <src-ip|src-ip-port>', 'what hashing algorithms hash (default src-ip)')
     .option('--proxy-protocol <none|v1|v2>', 'send a PROXY protocol header to backends')
     .option('--accept-proxy <cidr,...>', 'accept PROXY headers from these source CIDRs, repeatable', collect)
-    .option('--check <tcp|send-expect|http|none>', 'health check type (default tcp)')
+    .option('--accept-proxy-strict', 'refuse connections from sources outside --accept-proxy (default: serve them as plain TCP)')
+    .option('--accept-proxy-timeout <duration>', 'deadline for a complete accepted PROXY header (default 5s)')
+    .option('--accept-proxy-max-length <bytes>', 'largest accepted PROXY v2 length field (default 4096)')
+    .option('--proxy-v2-crc32c', 'add a CRC32C TLV to sent PROXY v2 headers')
+    .option('--proxy-forward-tlvs', 'forward TLVs of an accepted PROXY v2 header in the sent one')
+    .option('--check <tcp|send-expect|http|udp|none>', 'health check type (default tcp; udp sends --check-send, expects --check-expect)')
     .option('--check-interval <duration>', 'time between checks (default 2s)')
     .option('--check-timeout <duration>', 'check timeout (default 1s)')
     .option('--rise <n>', 'consecutive passing checks to mark a backend up (default 2)')
@@ -77,6 +83,11 @@ function addRunOptions(cmd: Command): Command {
     .option('--drain-timeout <duration>', 'on SIGTERM, wait this long for connections (default 30s)')
     .option('--backlog <n>', 'listen backlog (default 4096)')
     .option('--reuse-port', 'set SO_REUSEPORT on listeners (Node >= 22.12)')
+    .option('--udp-idle-timeout <duration>', 'udp: end a session idle this long (default 30s)')
+    .option('--udp-responses <n>', 'udp: replies per client datagram before the session ends, 0 = unlimited (1 for DNS; default 0)')
+    .option('--udp-max-sessions <n>', 'udp: sessions per service; new flows beyond it are dropped (default 100000)')
+    .option('--udp-buffer <size>', 'udp: receive/send buffer of listening sockets, e.g. 4MiB (default 4MiB)')
+    .option('--udp-keep-sessions', 'udp: keep sessions on a backend marked down until idle (default: move them)')
     .option('--name <name>', 'service name in logs and metrics (default "default")')
     .option('--resolve-interval <duration>', 're-resolve backend hostnames and srv: names this often, 0 = never (default 30s)')
     .option('--resolver <ip[:port]>', 'DNS server for backend names, repeatable (default: the system resolver)', collect)
@@ -138,6 +149,13 @@ export function buildProgram(): Command {
       .option('--admin-token-file <file>', 'bearer token file')
       .action(async (service: string, backend: string, opts: { admin: string; adminTokenFile?: string }) => adminCommand(action, service, backend, opts))
   }
+
+  program
+    .command('proxy-inspect')
+    .description('listen and print every PROXY header received (version, command, addresses, TLVs) and the bytes after it')
+    .requiredOption('-l, --listen <[host]:port>', 'address to listen on (":9999" = every address, port 0 = any free port)')
+    .option('--timeout <duration>', 'header deadline per connection (default 5s)')
+    .action(async (opts: { listen: string; timeout?: string }) => runProxyInspect(opts))
 
   program.addHelpText('after', EXAMPLES)
   return program

@@ -1,9 +1,14 @@
+import { DEFAULT_HEADER_TIMEOUT_MS, DEFAULT_MAX_V2_LENGTH } from '../proxy-protocol/constants.js'
+
 /** One source of truth for every default an operator can override (DESIGN: "a default lives in config/"). */
 export const DEFAULTS = {
   protocol: 'tcp',
   balance: 'consistent',
   hashKey: 'src-ip',
   proxyProtocol: 'none',
+  /** The PROXY spec's own advice (at least 3 s to cover a retransmit), kept in the module. */
+  acceptProxyTimeoutMs: DEFAULT_HEADER_TIMEOUT_MS,
+  acceptProxyMaxLength: DEFAULT_MAX_V2_LENGTH,
   connectTimeoutMs: 5_000,
   idleTimeoutMs: 3_600_000,
   retries: 2,
@@ -14,6 +19,14 @@ export const DEFAULTS = {
   backlog: 4096,
   weight: 1,
   resolveIntervalMs: 30_000,
+  // --- UDP (lib/udp) ---
+  udpIdleTimeoutMs: 30_000,
+  /** 0 = unlimited replies per session. */
+  udpResponses: 0,
+  udpMaxSessions: 100_000,
+  /** 4 MiB: absorbs bursts between event-loop turns; Linux caps it at net.core.rmem_max. */
+  udpBufferBytes: 4 * 1024 * 1024,
+  udpKeepOnDown: false,
   health: {
     type: 'tcp',
     intervalMs: 2_000,

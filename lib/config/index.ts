@@ -11,6 +11,7 @@ import type { AdminConfig, Config, LogFormat, LogLevel, ServiceConfig } from './
 export * from './types.js'
 export { DEFAULTS } from './defaults.js'
 export { parseDuration, formatDuration } from './duration.js'
+export { parseSize, formatSize } from './size.js'
 export { Problems, validateService, parseBytes, parseBackendSpec, type Path, type KeyNamer } from './service.js'
 
 const LOG_LEVELS: readonly LogLevel[] = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']
@@ -19,7 +20,9 @@ const LOG_FORMATS: readonly LogFormat[] = ['json', 'pretty']
 /** Flag names for config paths, so flag errors name the flag the user typed. */
 const FLAG_OF: Record<string, string> = {
   listen: '--listen', backends: '--backend', protocol: '--protocol', balance: '--balance', hashKey: '--hash-key',
-  proxyProtocol: '--proxy-protocol', acceptProxy: '--accept-proxy', connectTimeout: '--connect-timeout',
+  proxyProtocol: '--proxy-protocol', acceptProxy: '--accept-proxy', acceptProxyStrict: '--accept-proxy-strict',
+  acceptProxyTimeout: '--accept-proxy-timeout', acceptProxyMaxLength: '--accept-proxy-max-length',
+  proxyV2Crc32c: '--proxy-v2-crc32c', proxyForwardTlvs: '--proxy-forward-tlvs', connectTimeout: '--connect-timeout',
   idleTimeout: '--idle-timeout', retries: '--retries', maxConns: '--max-conns', drainTimeout: '--drain-timeout',
   onDown: '--on-down', backlog: '--backlog', reusePort: '--reuse-port', name: '--name', admin: '--admin',
   'health.type': '--check', 'health.interval': '--check-interval', 'health.timeout': '--check-timeout',
@@ -28,6 +31,8 @@ const FLAG_OF: Record<string, string> = {
   'health.fastInterval': '--fast-interval', 'health.downInterval': '--down-interval', 'health.sendProxy': '--check-send-proxy', 'health.flapDamping': '--flap-damping',
   'log.level': '--log-level', 'log.format': '--log-format', 'admin.listen': '--admin', 'admin.tokenFile': '--admin-token-file',
   resolveInterval: '--resolve-interval', resolvers: '--resolver',
+  udpIdleTimeout: '--udp-idle-timeout', udpResponses: '--udp-responses', udpMaxSessions: '--udp-max-sessions',
+  udpBuffer: '--udp-buffer', udpKeepOnDown: '--udp-keep-sessions',
 }
 
 export function flagName(path: Path): string {
@@ -154,6 +159,11 @@ export interface FlagValues {
   hashKey?: string
   proxyProtocol?: string
   acceptProxy?: string[]
+  acceptProxyStrict?: boolean
+  acceptProxyTimeout?: string
+  acceptProxyMaxLength?: string
+  proxyV2Crc32c?: boolean
+  proxyForwardTlvs?: boolean
   connectTimeout?: string
   idleTimeout?: string
   retries?: string
@@ -184,6 +194,11 @@ export interface FlagValues {
   resolver?: string[]
   logLevel?: string
   logFormat?: string
+  udpIdleTimeout?: string
+  udpResponses?: string
+  udpMaxSessions?: string
+  udpBuffer?: string
+  udpKeepSessions?: boolean
 }
 
 export function serviceFromFlags(f: FlagValues): Record<string, unknown> {
@@ -194,10 +209,14 @@ export function serviceFromFlags(f: FlagValues): Record<string, unknown> {
   }
   const service: Record<string, unknown> = {
     name: f.name, listen: f.listen, backends: f.backend, protocol: f.protocol, balance: f.balance, hashKey: f.hashKey,
-    proxyProtocol: f.proxyProtocol, acceptProxy: f.acceptProxy, connectTimeout: f.connectTimeout,
+    proxyProtocol: f.proxyProtocol, acceptProxy: f.acceptProxy, acceptProxyStrict: f.acceptProxyStrict,
+    acceptProxyTimeout: f.acceptProxyTimeout, acceptProxyMaxLength: f.acceptProxyMaxLength,
+    proxyV2Crc32c: f.proxyV2Crc32c, proxyForwardTlvs: f.proxyForwardTlvs, connectTimeout: f.connectTimeout,
     idleTimeout: f.idleTimeout, retries: f.retries, maxConns: f.maxConns, drainTimeout: f.drainTimeout,
     onDown: f.onDown, backlog: f.backlog, reusePort: f.reusePort, health: dropUndefined(health),
     resolveInterval: f.resolveInterval,
+    udpIdleTimeout: f.udpIdleTimeout, udpResponses: f.udpResponses, udpMaxSessions: f.udpMaxSessions,
+    udpBuffer: f.udpBuffer, udpKeepOnDown: f.udpKeepSessions,
   }
   return dropUndefined(service)
 }

@@ -8,6 +8,7 @@ import { algorithmNames, isBalanceName, MAX_WEIGHT } from '../balance/index.js'
 import { ConfigError, L4lbError } from '../errors.js'
 import { DEFAULTS } from './defaults.js'
 import { parseDuration } from './duration.js'
+import { MAX_UDP_BUFFER_BYTES, MIN_UDP_BUFFER_BYTES, parseSize } from './size.js'
 import type { BackendConfig, CheckType, HashKey, HealthConfig, OnDown, Protocol, ProxyProtocolVersion, ServiceConfig } from './types.js'
 
 export type Path = readonly (string | number)[]
@@ -17,9 +18,11 @@ export type KeyNamer = (path: Path) => string
 type Raw = Record<string, unknown>
 
 export const SERVICE_KEYS = [
-  'name', 'listen', 'protocol', 'balance', 'hashKey', 'proxyProtocol', 'acceptProxy', 'connectTimeout',
+  'name', 'listen', 'protocol', 'balance', 'hashKey', 'proxyProtocol', 'acceptProxy', 'acceptProxyStrict',
+  'acceptProxyTimeout', 'acceptProxyMaxLength', 'proxyV2Crc32c', 'proxyForwardTlvs', 'connectTimeout',
   'idleTimeout', 'retries', 'maxConns', 'drainTimeout', 'onDown', 'backlog', 'reusePort', 'health', 'backends',
   'resolveInterval',
+  'udpIdleTimeout', 'udpResponses', 'udpMaxSessions', 'udpBuffer', 'udpKeepOnDown',
 ] as const
 export const HEALTH_KEYS = [
   'type', 'interval', 'timeout', 'rise', 'fall', 'fastInterval', 'downInterval', 'port', 'send', 'expect',
@@ -30,7 +33,7 @@ export const BACKEND_KEYS = ['address', 'weight', 'backup', 'checkPort'] as cons
 const PROTOCOLS: Record<string, readonly Protocol[]> = { tcp: ['tcp'], udp: ['udp'], 'tcp,udp': ['tcp', 'udp'], 'udp,tcp': ['tcp', 'udp'] }
 const HASH_KEYS: readonly HashKey[] = ['src-ip', 'src-ip-port']
 const PROXY_VERSIONS: readonly ProxyProtocolVersion[] = ['none', 'v1', 'v2']
-const CHECK_TYPES: readonly CheckType[] = ['tcp', 'send-expect', 'http', 'none']
+const CHECK_TYPES: readonly CheckType[] = ['tcp', 'send-expect', 'http', 'udp', 'none']
 const ON_DOWN: readonly OnDown[] = ['keep', 'shutdown']
 
 /** Collects problems so `l4lb check` can print all of them; flags print the first. */
@@ -83,6 +86,15 @@ function integer(raw: unknown, fallback: number, min: number, max: number, path:
   if (typeof n !== 'number' || !Number.isInteger(n) || n < min || n > max) {
     return problems.add(path, raw, `must be a whole number from ${min} to ${max}`) ?? fallback
   }
+  return n
+}
+
+function size(raw: unknown, fallback: number, min: number, max: number, path: Path, problems: Problems): number {
+  if (raw === undefined || raw === null) return fallback
+  if (typeof raw !== 'string' && typeof raw !== 'number') return problems.add(path, raw, 'must be a size, e.g. "4MiB", "512KiB" or bytes') ?? fallback
+  const n = parseSize(String(raw))
+  if (typeof n === 'string') return problems.add(path, raw, n) ?? fallback
+  if (n < min || n > max) return problems.add(path, raw, `must be from ${min} to ${max} bytes`) ?? fallback
   return n
 }
 
@@ -226,6 +238,7 @@ function health(raw: unknown, path: Path, problems: Problems): HealthConfig {
   const send = bytes(h.send, [...path, 'send'], problems)
   const expectList = list(h.expect).map((e, i) => bytes(e, Array.isArray(h.expect) ? [...path, 'expect', i] : [...path, 'expect'], problems))
   const expect = expectList.filter((b): b is Buffer => b !== undefined)
+  if (type === 'udp' && send === undefined) problems.add([...path, 'send'], h.send, 'a udp check needs bytes to send')
   if (type === 'send-expect' && expect.length === 0) problems.add([...path, 'expect'], h.expect, 'a send-expect check needs at least one expected reply')
   const httpPath = typeof h.httpPath === 'string' ? h.httpPath : d.httpPath
   if (!httpPath.startsWith('/')) problems.add([...path, 'httpPath'], h.httpPath, 'must start with "/"')
@@ -268,6 +281,19 @@ function flapDamping(raw: unknown, path: Path, problems: Problems): HealthConfig
   return { maxTransitions, windowMs, holdMs }
 }
 
+function udp(s: Raw, at: (key: string) => Path, problems: Problems): Pick<ServiceConfig, 'udpIdleTimeoutMs' | 'udpResponses' | 'udpMaxSessions' | 'udpBufferBytes' | 'udpKeepOnDown'> {
+  const udpIdleTimeoutMs = duration(s.udpIdleTimeout, DEFAULTS.udpIdleTimeoutMs, at('udpIdleTimeout'), problems)
+  // A session that never idles out would hold a socket per client port forever.
+  if (udpIdleTimeoutMs < 10) problems.add(at('udpIdleTimeout'), s.udpIdleTimeout, 'must be at least 10ms')
+  return {
+    udpIdleTimeoutMs,
+    udpResponses: integer(s.udpResponses, DEFAULTS.udpResponses, 0, 1_000_000, at('udpResponses'), problems),
+    udpMaxSessions: integer(s.udpMaxSessions, DEFAULTS.udpMaxSessions, 1, 10_000_000, at('udpMaxSessions'), problems),
+    udpBufferBytes: size(s.udpBuffer, DEFAULTS.udpBufferBytes, MIN_UDP_BUFFER_BYTES, MAX_UDP_BUFFER_BYTES, at('udpBuffer'), problems),
+    udpKeepOnDown: boolean(s.udpKeepOnDown, DEFAULTS.udpKeepOnDown, at('udpKeepOnDown'), problems),
+  }
+}
+
 export function validateService(raw: unknown, path: Path, fallbackName: string, problems: Problems): ServiceConfig | undefined {
   if (!raw || typeof raw !== 'object' || Array.isArray(raw)) return problems.add(path, raw, 'a service must be a mapping')
   const s = raw as Raw
@@ -299,6 +325,19 @@ export function validateService(raw: unknown, path: Path, fallbackName: string, 
   }
 
   const proxyRaw = s.proxyProtocol === false ? 'none' : s.proxyProtocol
+  const proxyProtocol = oneOf(proxyRaw, PROXY_VERSIONS, DEFAULTS.proxyProtocol, at('proxyProtocol'), problems)
+  const acceptProxyStrict = boolean(s.acceptProxyStrict, false, at('acceptProxyStrict'), problems)
+  if (acceptProxyStrict && acceptProxy.length === 0) problems.add(at('acceptProxyStrict'), s.acceptProxyStrict, 'needs acceptProxy (the CIDRs whose PROXY headers are trusted)')
+  const acceptProxyTimeoutMs = duration(s.acceptProxyTimeout, DEFAULTS.acceptProxyTimeoutMs, at('acceptProxyTimeout'), problems)
+  if (acceptProxyTimeoutMs < 1) problems.add(at('acceptProxyTimeout'), s.acceptProxyTimeout, 'must be more than 0')
+  // 216 bytes is the largest address block (AF_UNIX); a smaller cap would refuse valid headers.
+  const acceptProxyMaxLength = integer(s.acceptProxyMaxLength, DEFAULTS.acceptProxyMaxLength, 216, 65535, at('acceptProxyMaxLength'), problems)
+  const proxyV2Crc32c = boolean(s.proxyV2Crc32c, false, at('proxyV2Crc32c'), problems)
+  if (proxyV2Crc32c && proxyProtocol !== 'v2') problems.add(at('proxyV2Crc32c'), s.proxyV2Crc32c, 'only applies with proxyProtocol v2')
+  const proxyForwardTlvs = boolean(s.proxyForwardTlvs, false, at('proxyForwardTlvs'), problems)
+  if (proxyForwardTlvs && (proxyProtocol !== 'v2' || acceptProxy.length === 0)) {
+    problems.add(at('proxyForwardTlvs'), s.proxyForwardTlvs, 'only applies with proxyProtocol v2 and acceptProxy')
+  }
   const backendsRaw = list(s.backends)
   if (backendsRaw.length === 0) problems.add(at('backends'), undefined, 'at least one backend is required')
   const backends = backendsRaw
@@ -317,8 +356,13 @@ export function validateService(raw: unknown, path: Path, fallbackName: string, 
     protocols,
     balance: typeof balance === 'string' ? balance : DEFAULTS.balance,
     hashKey: oneOf(s.hashKey, HASH_KEYS, DEFAULTS.hashKey, at('hashKey'), problems),
-    proxyProtocol: oneOf(proxyRaw, PROXY_VERSIONS, DEFAULTS.proxyProtocol, at('proxyProtocol'), problems),
+    proxyProtocol,
     acceptProxy,
+    acceptProxyStrict,
+    acceptProxyTimeoutMs,
+    acceptProxyMaxLength,
+    proxyV2Crc32c,
+    proxyForwardTlvs,
     connectTimeoutMs: duration(s.connectTimeout, DEFAULTS.connectTimeoutMs, at('connectTimeout'), problems) || (problems.add(at('connectTimeout'), s.connectTimeout, 'must be more than 0') ?? DEFAULTS.connectTimeoutMs),
     idleTimeoutMs: duration(s.idleTimeout, DEFAULTS.idleTimeoutMs, at('idleTimeout'), problems),
     retries: integer(s.retries, DEFAULTS.retries, 0, 16, at('retries'), problems),
@@ -330,5 +374,6 @@ export function validateService(raw: unknown, path: Path, fallbackName: string, 
     health: health(s.health, at('health'), problems),
     backends,
     resolveIntervalMs: duration(s.resolveInterval, DEFAULTS.resolveIntervalMs, at('resolveInterval'), problems),
+    ...udp(s, at, problems),
   }
 }

@@ -3,7 +3,7 @@ import type { HostPort } from '../address/index.js'
 export type Protocol = 'tcp' | 'udp'
 export type HashKey = 'src-ip' | 'src-ip-port'
 export type ProxyProtocolVersion = 'none' | 'v1' | 'v2'
-export type CheckType = 'tcp' | 'send-expect' | 'http' | 'none'
+export type CheckType = 'tcp' | 'send-expect' | 'http' | 'udp' | 'none'
 export type LogFormat = 'json' | 'pretty'
 export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent'
 export type OnDown = 'keep' | 'shutdown'
@@ -48,6 +48,16 @@ export interface ServiceConfig {
   readonly proxyProtocol: ProxyProtocolVersion
   /** CIDR blocks whose PROXY headers are believed; empty = accept-proxy off. */
   readonly acceptProxy: readonly string[]
+  /** Refuse (instead of serving as plain TCP) connections from sources outside acceptProxy. */
+  readonly acceptProxyStrict: boolean
+  /** Whole-header deadline for an accepted PROXY header. */
+  readonly acceptProxyTimeoutMs: number
+  /** Largest v2 length field (bytes after the 16-byte fixed header) an accepted header may declare. */
+  readonly acceptProxyMaxLength: number
+  /** Append a PP2_TYPE_CRC32C TLV to sent v2 headers. */
+  readonly proxyV2Crc32c: boolean
+  /** Pass TLVs of an accepted v2 header that l4lb does not produce itself on in the sent one. */
+  readonly proxyForwardTlvs: boolean
   readonly connectTimeoutMs: number
   /** 0 = no idle timeout. */
   readonly idleTimeoutMs: number
@@ -62,6 +72,17 @@ export interface ServiceConfig {
   readonly backends: readonly BackendConfig[]
   /** How often hostnames and SRV names are re-resolved; 0 = only at load. */
   readonly resolveIntervalMs: number
+  // --- UDP (lib/udp) ---
+  /** A session with no datagram either way for this long ends (one sweep per service). */
+  readonly udpIdleTimeoutMs: number
+  /** Replies expected per client datagram before the session ends (nginx proxy_responses); 0 = unlimited. */
+  readonly udpResponses: number
+  /** Sessions per service; new flows beyond it are dropped and counted. */
+  readonly udpMaxSessions: number
+  /** SO_RCVBUF / SO_SNDBUF asked for on UDP listening sockets. */
+  readonly udpBufferBytes: number
+  /** Keep sessions on a backend marked down until idle (stateful game servers) instead of moving them. */
+  readonly udpKeepOnDown: boolean
 }
 
 export interface LogConfig {

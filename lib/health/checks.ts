@@ -1,6 +1,7 @@
 import net from 'node:net'
 import { errorCode } from '../errors.js'
 import type { Clock } from './clock.js'
+import { startUdpCheck } from './udp-check.js'
 import { MAX_REPLY_BYTES, type ResolvedCheckOptions } from './options.js'
 
 export interface CheckTarget {
@@ -47,6 +48,7 @@ interface Verdicted {
  * The whole check — connect and reply — is bounded by `options.timeoutMs`.
  */
 export const startCheck: CheckRunner = (target, options, clock) => {
+  if (options.type === 'udp') return startUdpCheck(target, options, clock)
   const at = clock.now()
   const port = options.port ?? target.port
   let verdict: (Verdicted & { durationMs: number }) | null = null

@@ -2,7 +2,7 @@ import { DEFAULTS } from '../config/defaults.js'
 import { ConfigError } from '../errors.js'
 import type { CounterStart } from './rise-fall.js'
 
-export type CheckType = 'tcp' | 'send-expect' | 'http' | 'none'
+export type CheckType = 'tcp' | 'send-expect' | 'http' | 'udp' | 'none'
 
 /**
  * 'first-check' (default): the target is neither up nor down ('starting', not usable) until its
@@ -99,7 +99,7 @@ export const DEFAULT_JITTER_RATIO = DEFAULTS.health.jitterRatio
 export const DEFAULT_HTTP_PATH = DEFAULTS.health.httpPath
 export const DEFAULT_HTTP_EXPECT_STATUS = DEFAULTS.health.httpStatus
 
-const CHECK_TYPES: readonly CheckType[] = ['tcp', 'send-expect', 'http', 'none']
+const CHECK_TYPES: readonly CheckType[] = ['tcp', 'send-expect', 'http', 'udp', 'none']
 const INITIAL_STATES: readonly InitialState[] = ['first-check', 'fully-up', 'up', 'down', 'fully-down']
 
 /** Validates and fills defaults; every error names the option and the value. */
@@ -157,6 +157,9 @@ export function resolveCheckOptions(options: CheckOptions): ResolvedCheckOptions
       throw new ConfigError('check.expect', options.expect, `an expected reply must fit in ${MAX_REPLY_BYTES} bytes`)
     }
   }
+
+  // udp: there is no connect to pass on; a datagram must go out and one must come back.
+  if (options.type === 'udp' && send.length === 0) throw new ConfigError('check.send', options.send, 'a udp check needs bytes to send')
 
   const httpPath = options.httpPath ?? DEFAULT_HTTP_PATH
   // The path goes verbatim into the request line: refuse anything that could split it.

@@ -12,3 +12,4 @@ export { type ParseResult, type ParserOptions, ProxyHeaderParser, parseProxyHead
 export { type AcceptProxyOptions, type AcceptedProxy, acceptProxy } from './accept.js'
 export { INSPECT_BYTES, formatHeader, hexDump } from './format.js'
 export { type Inspector, type InspectorOptions, startInspector } from './inspect.js'
+export { type DatagramHeaderOptions, datagramHeader } from './datagram.js'

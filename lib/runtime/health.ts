@@ -7,9 +7,10 @@ import { Prober, type CheckOptions, type CheckTarget, type HealthEvent } from '.
 import type { HealthConfig } from '../config/index.js'
 import type { Logger } from 'pino'
 import type { Pool, StateChange } from '../pool/index.js'
+import { encodeV2 } from '../proxy-protocol/index.js'
 
 /** PROXY v2 LOCAL over UNSPEC, no addresses: the spec's header for a balancer's own checks. */
-const PROXY_V2_LOCAL = Buffer.from('0d0a0d0a000d0a515549540a20000000', 'hex')
+const PROXY_V2_LOCAL = encodeV2({ command: 'local', transport: 'stream' })
 
 export function checkOptions(health: HealthConfig): CheckOptions {
   return {

@@ -4,10 +4,12 @@
  * (stop accepting, let connections finish up to the drain timeout, close the rest).
  */
 import type { Logger } from 'pino'
+import { formatHostPort } from '../address/index.js'
 import type { Config, ServiceConfig } from '../config/index.js'
 import type { Prober } from '../health/index.js'
 import { Pool, type StateChange } from '../pool/index.js'
 import { TcpService } from '../tcp/service.js'
+import { UdpService } from '../udp/index.js'
 import { attachProber } from './health.js'
 import { createResolver, hasNames, resolveBackends, signature, type NameResolver, type ResolvedBackends } from './resolve.js'
 
@@ -17,6 +19,7 @@ export class ServiceHandle {
   pool: Pool
   prober: Prober | undefined
   tcp: TcpService | undefined
+  udp: UdpService | undefined
   /** The last DNS answer the pool was built from (see refresh). */
   resolvedSignature = ''
   refreshTimer: NodeJS.Timeout | undefined
@@ -30,13 +33,18 @@ export class ServiceHandle {
     return this.config.name
   }
 
+  /** TCP connections plus UDP sessions. */
   get activeConnections(): number {
-    return this.tcp?.activeConnections ?? 0
+    return (this.tcp?.activeConnections ?? 0) + (this.udp?.activeSessions ?? 0)
   }
 
+  /**
+   * Stops new connections. UDP has nothing to drain: with its listener closed replies have no
+   * way back, so its sessions end here.
+   */
   async stopAccepting(): Promise<void> {
     clearInterval(this.refreshTimer)
-    await Promise.all([this.tcp?.stopAccepting(), this.prober?.stop()])
+    await Promise.all([this.tcp?.stopAccepting(), this.udp?.close(), this.prober?.stop()])
   }
 
   /** Waits up to `timeoutMs` for connections to end, then closes the rest. Returns how many were cut. */
@@ -123,7 +131,9 @@ export class Runtime {
     const next = await this.#buildPool(handle.config, handle.pool, resolved)
     await handle.prober?.stop()
     next.tcp = handle.tcp
+    next.udp = handle.udp
     handle.tcp?.update(handle.config, next.pool)
+    handle.udp?.update(handle.config, next.pool)
     this.services.set(handle.name, next)
     this.logger.info({ service: handle.name, backends: resolved.backends.map((b, i) => `${b.name}=${resolved.addresses[i]}`) }, 'backends re-resolved')
   }
@@ -141,12 +151,25 @@ export class Runtime {
 
   async #listen(handle: ServiceHandle): Promise<void> {
     const service = handle.config
+    const backends = handle.pool.backends.map((b) => b.name)
+    let tcpPorts: number[] | undefined
     if (service.protocols.includes('tcp')) {
       const tcp = new TcpService(service, handle.pool, this.logger)
       handle.tcp = tcp
       await tcp.listen()
+      tcpPorts = tcp.addresses().map((a) => a.port)
+      this.logger.info({ service: service.name, proto: 'tcp', listen: tcp.addresses().map((a) => formatHostPort(a.host, a.port)), balance: service.balance, backends }, 'listening')
+    }
+    if (service.protocols.includes('udp')) {
+      // With tcp,udp the UDP sockets take the ports TCP was given, so `:0` means one port for both.
+      const udp = new UdpService(service, handle.pool, this.logger)
+      handle.udp = udp
+      await udp.listen(tcpPorts)
       this.logger.info(
-        { service: service.name, proto: 'tcp', listen: tcp.addresses().map((a) => `${a.family === 6 ? `[${a.host}]` : a.host}:${a.port}`), balance: service.balance, backends: service.backends.map((b) => b.name) },
+        {
+          service: service.name, proto: 'udp', listen: udp.addresses().map((a) => formatHostPort(a.host, a.port)), balance: service.balance,
+          backends, idleTimeoutMs: service.udpIdleTimeoutMs, responses: service.udpResponses,
+        },
         'listening',
       )
     }
@@ -195,12 +218,14 @@ export class Runtime {
       const handle = await this.#buildPool(service, old.pool)
       clearInterval(old.refreshTimer)
       await old.prober?.stop()
-      if (sameListeners(old.config, service) && old.tcp) {
-        old.tcp.update(service, handle.pool)
+      if (sameListeners(old.config, service)) {
+        old.tcp?.update(service, handle.pool)
+        old.udp?.update(service, handle.pool)
         handle.tcp = old.tcp
+        handle.udp = old.udp
         result.updated.push(service.name)
       } else {
-        await old.tcp?.stopAccepting()
+        await Promise.all([old.tcp?.stopAccepting(), old.udp?.close()])
         if (old.activeConnections > 0) void this.#retire(old, false)
         await this.#listen(handle)
         result.rebound.push(service.name)

@@ -1,14 +1,30 @@
 /**
- * The TCP data path of one service (DESIGN: listener → admit → key → pick → connect → header →
- * splice → close). Policy — which backend, whether it is usable — is the pool's; this file only
- * moves connections along those stages.
+ * The TCP data path of one service (DESIGN: listener → admit → accept-proxy → key → pick →
+ * connect → header → splice → close). Policy — which backend, whether it is usable — is the
+ * pool's; this file only moves connections along those stages.
  */
 import net, { type Server, type Socket } from 'node:net'
 import type { Logger } from 'pino'
-import { canonicalIp, formatHostPort, type HostPort } from '../address/index.js'
+import { CidrList, canonicalIp, formatHostPort, type HostPort } from '../address/index.js'
 import { keyHash } from '../balance/index.js'
 import type { ServiceConfig } from '../config/index.js'
-import { errorCode, ListenError } from '../errors.js'
+import { errorCode, ListenError, ProxyHeaderError } from '../errors.js'
+import {
+  type AcceptedProxy,
+  type AcceptProxyOptions,
+  type Endpoint,
+  type ProxyHeader,
+  type Tlv,
+  PP2_TYPE_AUTHORITY,
+  PP2_TYPE_CRC32C,
+  PP2_TYPE_NOOP,
+  PP2_TYPE_UNIQUE_ID,
+  acceptProxy,
+  encodeV1,
+  encodeV2,
+  makeUniqueId,
+  uniqueIdTlv,
+} from '../proxy-protocol/index.js'
 import { RateLimitedLog } from '../log/rate-limit.js'
 import type { Backend, Pool, StateChange } from '../pool/index.js'
 import { splice, type CloseReason, type SpliceHandle, type SpliceResult } from './splice.js'
@@ -33,7 +49,14 @@ export interface TcpStats {
   closed: number
 }
 
-export type TcpCloseReason = CloseReason | 'no-backend' | 'connect-failed' | 'max-conns'
+export type TcpCloseReason = CloseReason | 'no-backend' | 'connect-failed' | 'max-conns' | 'proxy-header' | 'proxy-untrusted'
+
+/**
+ * TLVs of an accepted header that are never forwarded as they are: CRC32C covers the old header
+ * only, UNIQUE_ID is ours per hop (the upstream's id is in its own logs), AUTHORITY is re-sent
+ * on its own, NOOP is padding.
+ */
+const NOT_FORWARDED = new Set([PP2_TYPE_CRC32C, PP2_TYPE_UNIQUE_ID, PP2_TYPE_AUTHORITY, PP2_TYPE_NOOP])
 
 export class TcpService {
   readonly name: string
@@ -46,11 +69,16 @@ export class TcpService {
   readonly #acceptErrors: RateLimitedLog
   readonly stats: TcpStats = { accepted: 0, earlyResets: 0, rejectedMaxConns: 0, noBackend: 0, connectFailures: 0, retries: 0, closed: 0 }
   #closedListeners: Array<() => void> = []
+  /** Sources whose PROXY headers are believed; undefined = accept-proxy off. Built once per config. */
+  #trusted: CidrList | undefined
+  #acceptOptions: AcceptProxyOptions
 
   constructor(config: ServiceConfig, pool: Pool, logger: Logger) {
     this.name = config.name
     this.pool = pool
     this.#config = config
+    this.#trusted = trustedOf(config)
+    this.#acceptOptions = acceptOptionsOf(config)
     this.#logger = logger.child({ service: config.name, proto: 'tcp' })
     this.#acceptErrors = new RateLimitedLog(this.#logger)
     pool.onStateChange(this.#onBackendState)
@@ -66,11 +94,13 @@ export class TcpService {
 
   /**
    * Reload: new connections use the new config and pool from now on; established ones finish
-   * on the objects they started with. The listening sockets stay open throughout.
+   * on the pool they started with. The listening sockets stay open throughout.
    */
   update(config: ServiceConfig, pool: Pool): void {
     this.#config = config
     this.pool = pool
+    this.#trusted = trustedOf(config)
+    this.#acceptOptions = acceptOptionsOf(config)
     pool.onStateChange(this.#onBackendState)
   }
 
@@ -87,7 +117,13 @@ export class TcpService {
   }
 
   async #bind(address: HostPort): Promise<Server> {
-    const server = net.createServer({ pauseOnConnect: true, allowHalfOpen: true, noDelay: true }, this.#onConnection)
+    // The destination a sent PROXY header carries: fixed for a listener bound to one address,
+    // asked of each socket for a wildcard one (a dual-stack `::` sees both families).
+    const wildcard = address.host === '::' || address.host === '0.0.0.0'
+    const listener: { local: Endpoint | undefined } = { local: undefined }
+    const server = net.createServer({ pauseOnConnect: true, allowHalfOpen: true, noDelay: true }, (client: Socket) =>
+      this.#onConnection(client, listener.local),
+    )
     const options: net.ListenOptions & { reusePort?: boolean } = { host: address.host, port: address.port, backlog: this.#config.backlog }
     if (address.host === '::') options.ipv6Only = false
     if (this.#config.reusePort && HAS_REUSE_PORT) options.reusePort = true
@@ -102,12 +138,21 @@ export class TcpService {
       throw new ListenError(formatHostPort(address.host, address.port), listenProblem(code), err)
     }
     server.on('error', this.#onServerError)
+    if (!wildcard) {
+      const bound = server.address() as net.AddressInfo
+      listener.local = { address: bound.address, port: bound.port }
+    }
     return server
   }
 
-  /** Stops accepting; established connections go on. Resolves when the listeners are closed. */
-  async stopAccepting(): Promise<void> {
-    await Promise.all(this.#servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))))
+  /**
+   * Stops accepting; established connections go on. Does not wait for them: a server's close
+   * callback fires only after its last connection ends, and draining is the caller's business
+   * (whenIdle, closeAll). The listening sockets are closed when this returns.
+   */
+  stopAccepting(): Promise<void> {
+    for (const s of this.#servers) if (s.listening) s.close()
+    return Promise.resolve()
   }
 
   /** Hands the bound listening sockets over (reload) instead of closing them. */
@@ -132,7 +177,7 @@ export class TcpService {
     this.#acceptErrors.warn({ code: err.code, active: this.#connections.size }, 'accept failed')
   }
 
-  readonly #onConnection = (client: Socket): void => {
+  readonly #onConnection = (client: Socket, local: Endpoint | undefined): void => {
     const remote = client.remoteAddress
     if (remote === undefined) {
       // Reset before we got here (health checkers, impatient clients): nothing to serve.
@@ -152,10 +197,44 @@ export class TcpService {
     }
     const ip = canonicalIp(remote)
     const port = client.remotePort ?? 0
-    const key = this.#config.hashKey === 'src-ip' ? ip : `${ip}:${port}`
-    const connection = new TcpConnection(this, this.pool, client, ip, port, keyHash(key))
+    const trusted = this.#trusted
+    if (trusted !== undefined && !trusted.contains(ip) && this.#config.acceptProxyStrict) {
+      client.on('error', ignore)
+      client.destroy()
+      this.#logger.info({ client: formatHostPort(ip, port), reason: 'proxy-untrusted' }, 'connection refused')
+      return
+    }
+    const connection = new TcpConnection(this, this.pool, client, ip, port, local)
     this.#connections.add(connection)
-    connection.start()
+    // A header from a source outside the trusted CIDRs is never believed: it is client data.
+    if (trusted !== undefined && trusted.contains(ip)) connection.acceptHeader(this.#acceptOptions)
+    else connection.start()
+  }
+
+  /** key stage: from the real client's address, once per connection. */
+  hashOf(ip: string, port: number): number {
+    return keyHash(this.#config.hashKey === 'src-ip' ? ip : `${ip}:${port}`)
+  }
+
+  /**
+   * header stage: the PROXY header for a connection, or undefined when the service sends none.
+   * Source is the real client (after accept-proxy, the accepted header's), destination the
+   * listener's address.
+   */
+  proxyHeader(connection: TcpConnection, local: Endpoint | undefined): Buffer | undefined {
+    const config = this.#config
+    if (config.proxyProtocol === 'none') return undefined
+    const src: Endpoint = { address: connection.clientIp, port: connection.clientPort }
+    if (config.proxyProtocol === 'v1') return encodeV1(src, local)
+    const tlvs: Tlv[] = [uniqueIdTlv(connection.id)]
+    const accepted = connection.accepted
+    if (accepted !== undefined) {
+      for (const tlv of accepted.tlvs) {
+        if (tlv.type === PP2_TYPE_AUTHORITY) tlvs.push(tlv)
+        else if (config.proxyForwardTlvs && !NOT_FORWARDED.has(tlv.type)) tlvs.push(tlv)
+      }
+    }
+    return encodeV2({ command: 'proxy', transport: 'stream', src, dst: local, tlvs, crc32c: config.proxyV2Crc32c })
   }
 
   readonly #onBackendState = (change: StateChange): void => {
@@ -171,13 +250,17 @@ export class TcpService {
     if (backend && result) connection.pool.connectionClosed(backend, result.bytesFromClient, result.bytesFromBackend)
     this.#logger.info(
       {
+        id: connection.id,
         client: formatHostPort(connection.clientIp, connection.clientPort),
+        via: connection.via,
         backend: backend?.name ?? null,
-        bytesIn: result?.bytesFromClient ?? 0,
+        // the accepted header is the upstream balancer's, not the client's
+        bytesIn: result ? result.bytesFromClient - connection.headerBytes : 0,
         bytesOut: result?.bytesFromBackend ?? 0,
         durationMs: Date.now() - connection.startedAt,
         attempts: connection.attempts,
         reason,
+        proxyError: connection.proxyError,
       },
       'connection closed',
     )
@@ -203,12 +286,24 @@ export class TcpService {
 /** One client connection from accept to close. Holds no closures beyond its bound handlers. */
 class TcpConnection {
   readonly #service: TcpService
+  /** The pool this connection picks from and is counted in, even if a reload swaps the service's. */
   readonly pool: Pool
-  readonly #config: ServiceConfig
   readonly #client: Socket
-  readonly clientIp: string
-  readonly clientPort: number
-  readonly #hash: number
+  /** The real client: the socket's peer, or the source of a believed PROXY header. */
+  clientIp: string
+  clientPort: number
+  /** The upstream balancer that sent a believed PROXY header (its address replaced by the header's). */
+  via: string | undefined
+  /** Per connection, in the log line and the v2 UNIQUE_ID TLV, so backend logs can be joined. */
+  readonly id = makeUniqueId()
+  accepted: ProxyHeader | undefined
+  headerBytes = 0
+  proxyError: string | undefined
+  #hash = 0
+  readonly #local: Endpoint | undefined
+  /** Client bytes that came with the accepted header, written to each backend first. */
+  #rest: Buffer | undefined
+  #finished = false
   readonly startedAt = Date.now()
   backend: Backend | undefined
   attempts = 0
@@ -217,19 +312,44 @@ class TcpConnection {
   #splice: SpliceHandle | undefined
   #aborted: CloseReason | undefined
 
-  constructor(service: TcpService, pool: Pool, client: Socket, ip: string, port: number, hash: number) {
+  constructor(service: TcpService, pool: Pool, client: Socket, ip: string, port: number, local: Endpoint | undefined) {
     this.#service = service
     this.pool = pool
-    this.#config = service.config
     this.#client = client
     this.clientIp = ip
     this.clientPort = port
-    this.#hash = hash
+    this.#local = local
     client.on('error', ignore)
   }
 
   start(): void {
+    this.#hash = this.#service.hashOf(this.clientIp, this.clientPort)
     this.#connectNext()
+  }
+
+  /** accept-proxy stage, for a trusted source only: read the header, then start. */
+  acceptHeader(options: AcceptProxyOptions): void {
+    acceptProxy(this.#client, options).then(this.#onHeader, this.#onHeaderError)
+  }
+
+  readonly #onHeader = ({ header, rest }: AcceptedProxy): void => {
+    if (this.#finished) return
+    this.accepted = header
+    this.headerBytes = header.byteLength
+    if (rest.length > 0) this.#rest = rest
+    // v2 LOCAL, v1 UNKNOWN and unusable families carry no source: the connection's own apply
+    if (header.source !== undefined) {
+      this.via = formatHostPort(this.clientIp, this.clientPort)
+      this.clientIp = canonicalIp(header.source.address)
+      this.clientPort = header.source.port
+    }
+    this.start()
+  }
+
+  readonly #onHeaderError = (err: unknown): void => {
+    // acceptProxy has destroyed the socket already
+    this.proxyError = err instanceof ProxyHeaderError ? err.reason : 'socket-error'
+    this.#finish('proxy-header')
   }
 
   abort(reason: CloseReason): void {
@@ -258,7 +378,7 @@ class TcpConnection {
     this.#upstream = upstream
     // Before the connect completes the socket has no activity, so its idle timer is the
     // connect timeout; it is switched off once connected.
-    upstream.setTimeout(this.#config.connectTimeoutMs)
+    upstream.setTimeout(service.config.connectTimeoutMs)
     upstream.once('connect', this.#onConnect)
     upstream.once('timeout', this.#onConnectTimeout)
     upstream.once('error', this.#onConnectError)
@@ -270,8 +390,21 @@ class TcpConnection {
     upstream.removeListener('timeout', this.#onConnectTimeout)
     upstream.removeListener('error', this.#onConnectError)
     const backend = this.backend!
+    const service = this.#service
     this.pool.connectionOpened(backend)
-    this.#splice = splice(this.#client, upstream, { idleTimeoutMs: this.#config.idleTimeoutMs }, this.#onSpliceDone)
+    const header = service.proxyHeader(this, this.#local ?? localOf(this.#client))
+    const rest = this.#rest
+    if (header === undefined && rest === undefined) {
+      this.#splice = splice(this.#client, upstream, { idleTimeoutMs: service.config.idleTimeoutMs }, this.#onSpliceDone)
+      return
+    }
+    // Header and the first client bytes in one segment when the client has already spoken; but
+    // never wait for it to: with server-speaks-first protocols (MySQL, SMTP) it won't.
+    upstream.cork()
+    if (header !== undefined) upstream.write(header)
+    if (rest !== undefined) upstream.write(rest)
+    this.#splice = splice(this.#client, upstream, { idleTimeoutMs: service.config.idleTimeoutMs }, this.#onSpliceDone)
+    setImmediate(uncork, upstream)
   }
 
   readonly #onConnectTimeout = (): void => {
@@ -295,7 +428,7 @@ class TcpConnection {
     this.#service.connectFailed(this.pool, backend, code)
     // The client is still paused: nothing it sent has been read, so trying another backend
     // loses no byte.
-    if (this.attempts <= this.#config.retries) {
+    if (this.attempts <= this.#service.config.retries) {
       ;(this.#tried ??= new Set()).add(backend.id)
       this.#connectNext()
       return
@@ -308,12 +441,31 @@ class TcpConnection {
   }
 
   #finish(reason: TcpCloseReason): void {
+    if (this.#finished) return
+    this.#finished = true
     this.#client.destroy()
     this.#service.connectionFinished(this, reason, undefined)
   }
 }
 
 function ignore(): void {}
+
+function trustedOf(config: ServiceConfig): CidrList | undefined {
+  return config.acceptProxy.length > 0 ? new CidrList(config.acceptProxy) : undefined
+}
+
+function acceptOptionsOf(config: ServiceConfig): AcceptProxyOptions {
+  return { timeoutMs: config.acceptProxyTimeoutMs, maxV2Length: config.acceptProxyMaxLength }
+}
+
+function uncork(socket: Socket): void {
+  socket.uncork()
+}
+
+function localOf(socket: Socket): Endpoint | undefined {
+  const address = socket.localAddress
+  return address === undefined ? undefined : { address, port: socket.localPort ?? 0 }
+}
 
 function listenOnce(server: Server, options: net.ListenOptions): Promise<void> {
   return new Promise((resolve, reject) => {

@@ -108,6 +108,23 @@ t.test('admin API: /status and /metrics after traffic, drain from the CLI, beare
   t.same([...seen].sort(), ['a', 'b'], 'enabled again')
 })
 
+t.test('the admin endpoint on a unix socket path serves l4lb status', async (t) => {
+  const dir = tmp(t)
+  const a = await new EchoBackend('a').start()
+  t.teardown(() => a.stop())
+  const sock = path.join(dir, 'admin.sock')
+  const lb = await spawnL4lb(['-l', '127.0.0.1:0', '-b', a.address, '--check', 'none', '--name', 'unix', '--admin', sock])
+  t.teardown(() => lb.stop())
+  await lb.waitForLog('admin', (l) => l.msg === 'admin endpoint listening')
+  const status = await runL4lb(['status', '--admin', sock])
+  t.equal(status.code, 0, status.stderr)
+  t.match(status.stdout, /^service unix \(tcp\) on 127\.0\.0\.1:\d+/)
+  t.match(status.stdout, new RegExp(`${a.address.replace(/\./g, '\\.')}\\s+up`))
+  const missing = await runL4lb(['status', '--admin', path.join(dir, 'nope.sock')])
+  t.equal(missing.code, 1)
+  t.match(missing.stderr, /^l4lb: cannot reach the admin endpoint at .*nope\.sock: ENOENT/)
+})
+
 t.test('SIGHUP reload: 200 streaming connections survive, new weights apply, an invalid file is refused', async (t) => {
   const dir = tmp(t)
   const a = await new EchoBackend('a').start()

@@ -299,3 +299,28 @@ t.test('SIGTERM lets an open connection finish, then exits 0', async (t) => {
   s.end()
   t.equal(await within(5000, 'exit', lb.exited), 0)
 })
+
+t.test('SIGTERM: connections still open at --drain-timeout are closed, exit 0; a second signal exits at once', async (t) => {
+  const bs = await backends(t, ['a'])
+  const lb = await l4lb(t, ['-b', bs[0]!.address, '--drain-timeout', '300ms'])
+  const s = await connect(lb.ports[0]!)
+  t.equal(await readLine(s), 'a')
+  const started = Date.now()
+  lb.proc.kill('SIGTERM')
+  const { data } = await within(5000, 'the held connection to be closed', readAll(s))
+  t.equal(data.length, 0)
+  t.equal(await within(5000, 'exit', lb.exited), 0)
+  const waited = Date.now() - started
+  t.ok(waited >= 250 && waited < 3000, `closed after the drain timeout (${waited}ms)`)
+
+  const lb2 = await l4lb(t, ['-b', bs[0]!.address, '--drain-timeout', '30s'])
+  const s2 = await connect(lb2.ports[0]!)
+  t.equal(await readLine(s2), 'a')
+  lb2.proc.kill('SIGTERM')
+  await lb2.waitForLog('draining', (l) => l.msg === 'stopping: draining connections')
+  const second = Date.now()
+  lb2.proc.kill('SIGINT')
+  t.equal(await within(5000, 'exit on the second signal', lb2.exited), 1, 'the second signal exits at once (code 1)')
+  t.ok(Date.now() - second < 2000, 'without waiting for the 30s drain')
+  s2.destroy()
+})

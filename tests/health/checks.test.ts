@@ -254,7 +254,7 @@ t.test('invalid options are ConfigErrors naming the key and value', async (t) =>
     [{ type: 'http', httpPath: '/a b' }, `check.httpPath "/a b": must start with '/' and hold only visible ASCII`],
     [{ type: 'http', httpExpectStatus: '2x' }, `check.httpExpectStatus "2x": expected codes or classes like '2xx', '200,204'`],
     [{ type: 'tcp', flap: { maxTransitions: 0, windowMs: 1000, holdMs: 1000 } }, 'check.flap.maxTransitions 0: must be a positive integer'],
-    [{ type: 'ping' as 'tcp' }, 'check.type "ping": must be one of tcp, send-expect, http, none'],
+    [{ type: 'ping' as 'tcp' }, 'check.type "ping": must be one of tcp, send-expect, http, udp, none'],
   ]
   for (const [options, message] of table) {
     t.throws(() => resolveCheckOptions(options), { name: 'ConfigError', code: 'L4LB_ERR_CONFIG', message }, message)

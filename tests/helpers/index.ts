@@ -50,6 +50,8 @@ export interface L4lbProcess {
   readonly logs: LogLine[]
   /** Listening ports in listen order (from the `listening` log line). */
   readonly ports: number[]
+  /** UDP listening ports in listen order (from the `listening` line with `proto: 'udp'`). */
+  readonly udpPorts: number[]
   readonly stderr: () => string
   waitForLog(what: string, match: (line: LogLine) => boolean, timeoutMs?: number): Promise<LogLine>
   /** SIGTERM, then SIGKILL after `graceMs`; resolves with the exit code. */
@@ -76,6 +78,7 @@ export async function spawnL4lb(args: string[], options: SpawnOptions = {}): Pro
   const proc = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], env: childEnv(options.env) })
   const logs: LogLine[] = []
   const ports: number[] = []
+  const udpPorts: number[] = []
   let stderr = ''
   let buffered = ''
   const waiters: Array<{ match: (l: LogLine) => boolean; resolve: (l: LogLine) => void }> = []
@@ -93,7 +96,8 @@ export async function spawnL4lb(args: string[], options: SpawnOptions = {}): Pro
       }
       logs.push(line)
       if (line.msg === 'listening' && Array.isArray(line.listen)) {
-        for (const l of line.listen as string[]) ports.push(Number(l.slice(l.lastIndexOf(':') + 1)))
+        const into = line.proto === 'udp' ? udpPorts : ports
+        for (const l of line.listen as string[]) into.push(Number(l.slice(l.lastIndexOf(':') + 1)))
       }
       for (let i = waiters.length - 1; i >= 0; i--) {
         if (waiters[i]!.match(line)) waiters.splice(i, 1)[0]!.resolve(line)
@@ -106,6 +110,7 @@ export async function spawnL4lb(args: string[], options: SpawnOptions = {}): Pro
     proc,
     logs,
     ports,
+    udpPorts,
     stderr: () => stderr,
     waitForLog(what, match, timeoutMs = 5000) {
       const found = logs.find(match)

@@ -1,0 +1,412 @@
+/**
+ * The UDP data path of one service (DESIGN: the TCP stages with a session in place of a
+ * connection). A session — client `addr:port` → a connected upstream socket — is created on the
+ * first datagram, picks its backend once through the pool, and ends on idle timeout, after the
+ * expected replies, or when its backend goes away. Replies go back from the listening socket.
+ *
+ * Hot path: one Map lookup per datagram, no closures, no logging; the only timer is one coarse
+ * idle sweep per service.
+ */
+import dgram, { type RemoteInfo, type Socket } from 'node:dgram'
+import type { Logger } from 'pino'
+import { canonicalIp, formatHostPort, type HostPort } from '../address/index.js'
+import { keyHash } from '../balance/index.js'
+import type { ServiceConfig } from '../config/index.js'
+import { errorCode, ListenError } from '../errors.js'
+import { RateLimitedLog } from '../log/rate-limit.js'
+import type { Backend, Pool, StateChange } from '../pool/index.js'
+import { UdpSession, type SessionCloseReason, type SessionOwner } from './session.js'
+
+/** Largest UDP payload over IPv4 (65535 − 8 UDP − 20 IP); the receive buffer per datagram. */
+export const MAX_DATAGRAM_BYTES = 65_507
+
+/** Errors that say our own host is short of something, not that the backend failed. */
+const LOCAL_ERRORS = new Set(['EMFILE', 'ENFILE', 'ENOBUFS', 'ENOMEM', 'EADDRNOTAVAIL', 'EAGAIN'])
+
+/** The idle sweep runs every idle/4, within these bounds: coarse on purpose, one timer per service. */
+const MIN_SWEEP_MS = 10
+const MAX_SWEEP_MS = 5_000
+
+export interface UdpStats {
+  sessionsCreated: number
+  sessionsClosed: number
+  /** New flows dropped because `udpMaxSessions` sessions were open. */
+  droppedMaxSessions: number
+  /** New flows dropped because no backend was usable. */
+  noBackend: number
+  datagramsIn: number
+  datagramsOut: number
+  bytesIn: number
+  bytesOut: number
+  /** ICMP port/host unreachable seen on upstream sockets (ECONNREFUSED, EHOSTUNREACH…). */
+  icmpErrors: number
+  /** Errors caught in the listening socket's handler (a bug guard: never expected). */
+  handlerErrors: number
+}
+
+export interface UdpSessionInfo {
+  client: string
+  backend: string
+  ageMs: number
+  idleMs: number
+  datagramsIn: number
+  datagramsOut: number
+  bytesIn: number
+  bytesOut: number
+}
+
+export class UdpService implements SessionOwner {
+  readonly name: string
+  /** Replaced on reload; each session keeps the pool it was picked from. */
+  pool: Pool
+  #config: ServiceConfig
+  readonly #logger: Logger
+  readonly #sockets: Socket[] = []
+  readonly #sessions = new Map<string, UdpSession>()
+  readonly #errors: RateLimitedLog
+  #hashByIp: boolean
+  /** Replies per client datagram before a session ends; 0 = unlimited. */
+  #responses: number
+  readonly stats: UdpStats = {
+    sessionsCreated: 0, sessionsClosed: 0, droppedMaxSessions: 0, noBackend: 0, datagramsIn: 0, datagramsOut: 0,
+    bytesIn: 0, bytesOut: 0, icmpErrors: 0, handlerErrors: 0,
+  }
+  #sweep: NodeJS.Timeout | undefined
+  #closedListeners: Array<() => void> = []
+  #bufferWarned = false
+
+  constructor(config: ServiceConfig, pool: Pool, logger: Logger) {
+    this.name = config.name
+    this.pool = pool
+    this.#config = config
+    this.#logger = logger.child({ service: config.name, proto: 'udp' })
+    this.#errors = new RateLimitedLog(this.#logger)
+    this.#hashByIp = config.hashKey === 'src-ip'
+    this.#responses = config.udpResponses
+    pool.onStateChange(this.#onBackendState)
+  }
+
+  get activeSessions(): number {
+    return this.#sessions.size
+  }
+
+  /** Same as activeSessions: the runtime counts sessions with connections. */
+  get activeConnections(): number {
+    return this.#sessions.size
+  }
+
+  get config(): ServiceConfig {
+    return this.#config
+  }
+
+  /**
+   * Reload: new sessions use the new config and pool; existing sessions keep their backend and
+   * end on the pool they came from. The listening sockets stay open.
+   */
+  update(config: ServiceConfig, pool: Pool): void {
+    this.#config = config
+    this.pool = pool
+    this.#hashByIp = config.hashKey === 'src-ip'
+    this.#responses = config.udpResponses
+    pool.onStateChange(this.#onBackendState)
+  }
+
+  /** The addresses actually bound (port 0 resolved), in listen order. */
+  addresses(): HostPort[] {
+    return this.#sockets.map((s) => {
+      const a = s.address()
+      return { host: a.address, port: a.port, family: a.family === 'IPv6' ? 6 : 4 }
+    })
+  }
+
+  /**
+   * Binds every listen address. `ports`, when given, replaces the configured ports one for one —
+   * with `tcp,udp` and port 0 the UDP socket must take the port TCP was given.
+   */
+  async listen(ports?: readonly number[]): Promise<void> {
+    const listen = this.#config.listen
+    for (let i = 0; i < listen.length; i++) {
+      const address = listen[i]!
+      const port = ports?.[i] ?? address.port
+      this.#sockets.push(await this.#bind({ ...address, port }))
+    }
+    const sweepMs = Math.min(MAX_SWEEP_MS, Math.max(MIN_SWEEP_MS, Math.floor(this.#config.udpIdleTimeoutMs / 4)))
+    this.#sweep = setInterval(this.#sweepIdle, sweepMs)
+    this.#sweep.unref()
+  }
+
+  async #bind(address: HostPort): Promise<Socket> {
+    const v6 = address.family === 6 || address.host.includes(':')
+    // No reuseAddr: on UDP it lets a second process steal datagrams rather than share them.
+    const socket = dgram.createSocket({ type: v6 ? 'udp6' : 'udp4', ipv6Only: false })
+    try {
+      await bindOnce(socket, address.host, address.port)
+    } catch (err) {
+      const code = errorCode(err)
+      try {
+        socket.close()
+      } catch {
+        // never bound
+      }
+      if (address.host === '::' && (code === 'EAFNOSUPPORT' || code === 'EADDRNOTAVAIL')) {
+        return this.#bind({ host: '0.0.0.0', port: address.port, family: 4 })
+      }
+      throw new ListenError(`udp ${formatHostPort(address.host, address.port)}`, listenProblem(code), err)
+    }
+    this.#setBuffers(socket)
+    socket.on('message', this.#onMessage)
+    socket.on('error', this.#onSocketError)
+    return socket
+  }
+
+  /** Large buffers absorb bursts between event-loop turns; the kernel may cap them (rmem_max). */
+  #setBuffers(socket: Socket): void {
+    const wanted = this.#config.udpBufferBytes
+    try {
+      socket.setRecvBufferSize(wanted)
+      socket.setSendBufferSize(wanted)
+    } catch (err) {
+      this.#logger.warn({ code: errorCode(err), wanted }, 'cannot set UDP socket buffer sizes')
+      return
+    }
+    // Linux stores and reports double the value asked for (the extra is its bookkeeping), capped
+    // at net.core.rmem_max; halve it there so "got" compares with "wanted".
+    const reported = socket.getRecvBufferSize()
+    const got = process.platform === 'linux' ? Math.floor(reported / 2) : reported
+    if (got < wanted && !this.#bufferWarned) {
+      this.#bufferWarned = true
+      this.#logger.warn(
+        { wanted, got, hint: 'raise net.core.rmem_max and net.core.wmem_max (sysctl) to allow larger UDP buffers' },
+        'kernel capped the UDP receive buffer',
+      )
+    }
+  }
+
+  /** Stops receiving: closes the listening sockets. Sessions stay until closeAll (replies would have no way back). */
+  async stopAccepting(): Promise<void> {
+    const sockets = this.#sockets.splice(0)
+    await Promise.all(sockets.map((s) => new Promise<void>((resolve) => {
+      try {
+        s.close(() => resolve())
+      } catch {
+        resolve()
+      }
+    })))
+    if (this.#sweep) clearInterval(this.#sweep)
+    this.#sweep = undefined
+  }
+
+  /** Stops accepting and ends every session with `shutdown`. */
+  async close(): Promise<void> {
+    await this.stopAccepting()
+    this.closeAll('shutdown')
+    this.#logger.info({ ...this.stats }, 'udp service stopped')
+  }
+
+  /** Ends every session now. */
+  closeAll(reason: SessionCloseReason): void {
+    for (const session of this.#sessions.values()) this.#end(session, reason)
+  }
+
+  /** Resolves when no session is left (or at once if none). */
+  whenIdle(): Promise<void> {
+    if (this.#sessions.size === 0) return Promise.resolve()
+    return new Promise((resolve) => this.#closedListeners.push(resolve))
+  }
+
+  /** A snapshot for the admin API: one entry per session. */
+  sessions(): UdpSessionInfo[] {
+    const now = Date.now()
+    const out: UdpSessionInfo[] = []
+    for (const s of this.#sessions.values()) {
+      out.push({
+        client: formatHostPort(s.clientIp, s.clientPort),
+        backend: s.backend.name,
+        ageMs: now - s.startedAt,
+        idleMs: now - s.lastActivity,
+        datagramsIn: s.datagramsIn,
+        datagramsOut: s.datagramsOut,
+        bytesIn: s.bytesIn,
+        bytesOut: s.bytesOut,
+      })
+    }
+    return out
+  }
+
+  // The listening socket's handler: whatever a client sends, this must not throw.
+  readonly #onMessage = (msg: Buffer, rinfo: RemoteInfo): void => {
+    try {
+      this.#forward(msg, rinfo)
+    } catch (err) {
+      this.stats.handlerErrors++
+      this.#errors.warn({ err, client: formatHostPort(rinfo.address, rinfo.port) }, 'udp datagram handler failed')
+    }
+  }
+
+  #forward(msg: Buffer, rinfo: RemoteInfo): void {
+    const key = `${rinfo.address}:${rinfo.port}`
+    const now = Date.now()
+    let session = this.#sessions.get(key)
+    if (session !== undefined) {
+      const backend = session.backend
+      // Lazily, on the session's next datagram: a backend taken out moves its sessions (drain keeps them).
+      if (backend.admin === 'maint') {
+        this.#end(session, 'backend-maint')
+        session = undefined
+      } else if (!backend.healthUp && !this.#config.udpKeepOnDown) {
+        this.#end(session, 'backend-down')
+        session = undefined
+      }
+    }
+    if (session === undefined) {
+      session = this.#open(key, rinfo, now)
+      if (session === undefined) return
+    }
+    session.lastActivity = now
+    session.datagramsIn++
+    session.bytesIn += msg.length
+    this.stats.datagramsIn++
+    this.stats.bytesIn += msg.length
+    session.send(msg)
+  }
+
+  #open(key: string, rinfo: RemoteInfo, now: number): UdpSession | undefined {
+    if (this.#sessions.size >= this.#config.udpMaxSessions) {
+      this.stats.droppedMaxSessions++
+      return undefined
+    }
+    const ip = canonicalIp(rinfo.address)
+    const hash = keyHash(this.#hashByIp ? ip : `${ip}:${rinfo.port}`)
+    const backend = this.pool.pick(hash)
+    if (backend === undefined) {
+      this.stats.noBackend++
+      return undefined
+    }
+    const listener = this.#listenerFor(rinfo)
+    if (listener === undefined) return undefined
+    let session: UdpSession
+    try {
+      session = new UdpSession(this, key, rinfo.address, ip, rinfo.port, backend, this.pool, listener, now)
+    } catch (err) {
+      // EMFILE and friends: our shortage, not the backend's.
+      this.#errors.warn({ code: errorCode(err), backend: backend.name }, 'cannot open an upstream UDP socket')
+      return undefined
+    }
+    this.#sessions.set(key, session)
+    this.stats.sessionsCreated++
+    this.pool.connectionOpened(backend)
+    return session
+  }
+
+  /**
+   * The listening socket a reply leaves from. With one listener (the common case) it is that one;
+   * with several, the one matching the client's family (replies keep the client's 4-tuple only
+   * on the same socket, so a multi-listen UDP service should listen once per family).
+   */
+  #listenerFor(rinfo: RemoteInfo): Socket | undefined {
+    const sockets = this.#sockets
+    if (sockets.length === 1) return sockets[0]
+    for (const s of sockets) if (s.address().family === rinfo.family) return s
+    return sockets[0]
+  }
+
+  /** A datagram from the backend: back to the client, from the listening socket. */
+  reply(session: UdpSession, msg: Buffer): void {
+    session.lastActivity = Date.now()
+    session.datagramsOut++
+    session.bytesOut += msg.length
+    this.stats.datagramsOut++
+    this.stats.bytesOut += msg.length
+    try {
+      session.listener.send(msg, session.clientPort, session.replyAddress)
+    } catch {
+      // The listener closed (stopping) before this session was ended: the reply has no way back.
+      this.#end(session, 'shutdown')
+      return
+    }
+    // nginx proxy_responses: N replies expected per client datagram; all in → the exchange is over.
+    if (this.#responses > 0 && session.datagramsOut >= session.datagramsIn * this.#responses) this.#end(session, 'responses')
+  }
+
+  /** An error on the upstream socket: ICMP unreachable is a passive failure of the backend. */
+  upstreamError(session: UdpSession, err: NodeJS.ErrnoException): void {
+    const code = err.code ?? 'error'
+    const backend = session.backend
+    backend.lastError = code
+    if (LOCAL_ERRORS.has(code)) {
+      this.#errors.warn({ code, backend: backend.name }, 'udp send to a backend failed')
+      this.#end(session, 'local-error')
+      return
+    }
+    this.stats.icmpErrors++
+    session.pool.observeConnectFailure(backend, code)
+    // The next datagram opens a new session; the pool steers it around this backend meanwhile.
+    this.#end(session, 'backend-error')
+  }
+
+  readonly #sweepIdle = (): void => {
+    const deadline = Date.now() - this.#config.udpIdleTimeoutMs
+    for (const session of this.#sessions.values()) if (session.lastActivity <= deadline) this.#end(session, 'idle-timeout')
+  }
+
+  readonly #onSocketError = (err: NodeJS.ErrnoException): void => {
+    this.#errors.warn({ code: err.code, active: this.#sessions.size }, 'udp socket error')
+  }
+
+  readonly #onBackendState = (change: StateChange): void => {
+    // onDown shutdown (the TCP flag) ends sessions at once too; otherwise they move on their next datagram.
+    if (change.to !== 'down' || this.#config.onDown !== 'shutdown' || this.#config.udpKeepOnDown) return
+    for (const s of this.#sessions.values()) if (s.backend === change.backend) this.#end(s, 'backend-down')
+  }
+
+  #end(session: UdpSession, reason: SessionCloseReason): void {
+    if (session.closed) return
+    session.close()
+    this.#sessions.delete(session.key)
+    this.stats.sessionsClosed++
+    const backend: Backend = session.backend
+    session.pool.connectionClosed(backend, session.bytesIn, session.bytesOut)
+    this.#logger.info(
+      {
+        client: formatHostPort(session.clientIp, session.clientPort),
+        backend: backend.name,
+        datagramsIn: session.datagramsIn,
+        datagramsOut: session.datagramsOut,
+        bytesIn: session.bytesIn,
+        bytesOut: session.bytesOut,
+        durationMs: Date.now() - session.startedAt,
+        reason,
+      },
+      'session closed',
+    )
+    if (this.#sessions.size === 0 && this.#closedListeners.length > 0) {
+      const listeners = this.#closedListeners
+      this.#closedListeners = []
+      for (const l of listeners) l()
+    }
+  }
+}
+
+function bindOnce(socket: Socket, host: string, port: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onError = (err: Error): void => reject(err)
+    socket.once('error', onError)
+    socket.bind({ address: host, port, exclusive: true }, () => {
+      socket.removeListener('error', onError)
+      resolve()
+    })
+  })
+}
+
+function listenProblem(code: string): string {
+  switch (code) {
+    case 'EADDRINUSE':
+      return 'address already in use'
+    case 'EACCES':
+      return 'permission denied (ports below 1024 need root or CAP_NET_BIND_SERVICE)'
+    case 'EADDRNOTAVAIL':
+      return 'address not available on this host'
+    default:
+      return code
+  }
+}
