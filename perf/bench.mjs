@@ -256,7 +256,7 @@ async function main() {
   }
   const cpus = opts.pin ? { client: 0, proxy: 1, backend: undefined } : {};
   const loadStart = loadAvg();
-  if (loadStart[0] > availableParallelism() * 0.5) {
+  if (loadStart[0] > availableParallelism()) {
     console.warn(`perf: warning: load average ${loadStart.join(' ')} on ${availableParallelism()} CPUs before starting; other work on this box will add noise`);
   }
   try {
