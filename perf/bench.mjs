@@ -191,7 +191,7 @@ function machine() {
     wrk: have('wrk') ? (sh('wrk', ['-v']).match(/wrk \S+/) ?? ['wrk'])[0] : 'n/a',
     iperf3: have('iperf3') ? sh('iperf3', ['--version']).split('\n')[0].replace(/ \(.*$/, '') : 'n/a',
     sockperf: have('sockperf') ? (sh('sockperf', ['--version']).match(/version \S+/) ?? [''])[0] : 'n/a',
-    commit: sh('git', ['-C', REPO_ROOT, 'log', '-1', '--format=%h %s']).slice(0, 80),
+    commit: ((c) => (c.length > 80 ? `${c.slice(0, 79)}…` : c))(sh('git', ['-C', REPO_ROOT, 'log', '-1', '--format=%h %s'])),
   };
 }
 
@@ -571,7 +571,7 @@ function finish(opts, report) {
     return;
   }
   const section = [
-    `## ${when} · ${report.mode} · ${opts.durationS}s × ${opts.reps} rep${opts.reps > 1 ? 's' : ''}${opts.quick ? ' (quick)' : ''}`,
+    `## ${when} · ${report.mode} · ${opts.durationS}s × ${opts.reps} rep${opts.reps > 1 ? 's' : ''}${opts.pin ? ' · pinned' : ''}${opts.quick ? ' (quick)' : ''}`,
     '',
     `Command: \`${command}\` (as \`npm run bench${process.argv.length > 2 ? ` -- ${command.slice('perf/run '.length)}` : ''}\`)`,
     '',
