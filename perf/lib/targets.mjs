@@ -1,0 +1,177 @@
+// Backends (nginx http, iperf3 server, sockperf server) and the targets under test (direct,
+// HAProxy, nginx stream, l4lb), each started from a config written into the run's temp dir.
+import { writeFileSync, mkdirSync, chmodSync, existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { waitListening } from './procs.mjs';
+
+export const STREAM_MODULE = '/usr/lib/nginx/modules/ngx_stream_module.so';
+export const BODY = 'hello from l4lb perf backend\n';
+
+/** Lines nginx needs to stay out of /var and /run when run unprivileged or beside a system nginx. */
+function nginxHead(dir, name, workers) {
+  return [
+    `worker_processes ${workers};`,
+    'daemon off;',
+    'master_process on;',
+    `pid ${join(dir, `${name}.pid`)};`,
+    `error_log ${join(dir, `${name}.error.log`)} warn;`,
+    'worker_rlimit_nofile 16384;',
+    'events { worker_connections 8192; }',
+  ];
+}
+
+function startNginx(procs, dir, name, conf, cpus) {
+  const file = join(dir, `${name}.conf`);
+  writeFileSync(file, conf);
+  return procs.start(name, 'nginx', ['-p', dir, '-c', file, '-e', join(dir, `${name}.error.log`)], { cpus });
+}
+
+/**
+ * One nginx process, worker_processes 1, serving a small static file on two ports (the two
+ * upstream backends of the HTTP workloads). keepalive_requests is raised so wrk's keep-alive
+ * connections are not recycled every 1000 requests (nginx's default).
+ */
+export async function startHttpBackends(procs, dir, ports, cpus) {
+  const www = join(dir, 'www');
+  const tmp = join(dir, 'nginx-tmp');
+  mkdirSync(www, { recursive: true });
+  mkdirSync(tmp, { recursive: true });
+  writeFileSync(join(www, 'index.html'), BODY);
+  // nginx workers run as an unprivileged user when we are root: let them read the docroot.
+  for (const d of [dir, www]) chmodSync(d, 0o755);
+  chmodSync(join(www, 'index.html'), 0o644);
+  const conf = [
+    ...nginxHead(dir, 'backend-http', 1),
+    'http {',
+    '  access_log off;',
+    '  default_type text/plain;',
+    '  keepalive_requests 10000000;',
+    '  keepalive_timeout 75s;',
+    ...['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi'].map((t) => `  ${t}_temp_path ${join(tmp, t)};`),
+    '  server {',
+    ...ports.map((p) => `    listen 127.0.0.1:${p} backlog=4096;`),
+    `    root ${www};`,
+    '    location / { try_files /index.html =404; }',
+    '  }',
+    '}',
+    '',
+  ].join('\n');
+  const s = startNginx(procs, dir, 'backend-http', conf, cpus);
+  await waitListening(s, ports);
+  return s;
+}
+
+/** iperf3 serves one test at a time, so every bulk path ends at this single server. */
+export async function startIperfServer(procs, port, cpus) {
+  const s = procs.start('backend-iperf3', 'iperf3', ['-s', '-B', '127.0.0.1', '-p', String(port)], { cpus });
+  await waitListening(s, [port]);
+  return s;
+}
+
+export async function startSockperfServer(procs, name, port, cpus) {
+  const s = procs.start(name, 'sockperf', ['server', '-i', '127.0.0.1', '-p', String(port)], { cpus });
+  await waitListening(s, [port], { proto: 'udp' });
+  return s;
+}
+
+/**
+ * HAProxy in mode tcp. threads: 1 for the headline comparison (l4lb is one Node thread);
+ * undefined leaves HAProxy's default (one thread per CPU it may run on).
+ */
+export async function startHaproxy(procs, dir, name, { httpPort, bulkPort, backends, iperf, threads, cpus }) {
+  const cfg = [
+    'global',
+    '  maxconn 4000',
+    ...(threads ? [`  nbthread ${threads}`] : []),
+    '',
+    'defaults',
+    '  mode tcp',
+    '  maxconn 4000',
+    '  timeout connect 5s',
+    '  timeout client 60s',
+    '  timeout server 60s',
+    '',
+    'frontend http',
+    `  bind 127.0.0.1:${httpPort}`,
+    '  default_backend web',
+    '',
+    'backend web',
+    '  balance roundrobin',
+    ...backends.map((p, i) => `  server web${i + 1} 127.0.0.1:${p}`),
+    '',
+    'frontend bulk',
+    `  bind 127.0.0.1:${bulkPort}`,
+    '  default_backend iperf',
+    '',
+    'backend iperf',
+    `  server iperf1 127.0.0.1:${iperf}`,
+    '',
+  ].join('\n');
+  const file = join(dir, `${name}.cfg`);
+  writeFileSync(file, cfg);
+  const s = procs.start(name, 'haproxy', ['-f', file, '-db'], { cpus });
+  await waitListening(s, [httpPort, bulkPort]);
+  return s;
+}
+
+/** nginx stream proxy, worker_processes 1 (same single-core footing as l4lb and HAProxy nbthread 1). */
+export async function startNginxStream(procs, dir, name, { httpPort, bulkPort, backends, iperf, udp, cpus }) {
+  const conf = [
+    `load_module ${STREAM_MODULE};`,
+    ...nginxHead(dir, name, 1),
+    'stream {',
+    ...(backends ? ['  upstream web {', ...backends.map((p) => `    server 127.0.0.1:${p};`), '  }'] : []),
+    ...(httpPort ? [`  server { listen 127.0.0.1:${httpPort} backlog=4096; proxy_pass web; }`] : []),
+    ...(bulkPort ? [`  server { listen 127.0.0.1:${bulkPort}; proxy_pass 127.0.0.1:${iperf}; }`] : []),
+    ...(udp
+      ? [
+          '  upstream dgram {',
+          ...udp.backends.map((p) => `    server 127.0.0.1:${p};`),
+          '  }',
+          `  server { listen 127.0.0.1:${udp.port} udp; proxy_pass dgram; proxy_timeout 30s; }`,
+        ]
+      : []),
+    '}',
+    '',
+  ].join('\n');
+  const s = startNginx(procs, dir, name, conf, cpus);
+  if (httpPort) await waitListening(s, [httpPort, bulkPort].filter(Boolean));
+  if (udp) await waitListening(s, [udp.port], { proto: 'udp' });
+  return s;
+}
+
+/** The l4lb CLI, run by this same node binary. One process per listener. */
+export function l4lbArgs(bin, { listen, backends, balance = 'round-robin', protocol }) {
+  return [
+    bin,
+    '-l',
+    `127.0.0.1:${listen}`,
+    ...backends.flatMap((p) => ['-b', `127.0.0.1:${p}`]),
+    '--balance',
+    balance,
+    ...(protocol ? ['--protocol', protocol] : []),
+    // Like the HAProxy and nginx configs here: no active health checks (they would also
+    // open stray connections to the iperf3 server, which serves one test at a time).
+    '--check',
+    'none',
+    '--log-level',
+    'warn',
+  ];
+}
+
+export async function startL4lb(procs, name, bin, opts, cpus) {
+  const s = procs.start(name, process.execPath, l4lbArgs(bin, opts), { cpus });
+  await waitListening(s, [opts.listen], { proto: opts.protocol === 'udp' ? 'udp' : 'tcp', timeoutMs: 15_000 });
+  return s;
+}
+
+/** bin/l4lb of this checkout, if it exists and has been built (it imports dist/lib/cli). */
+export function l4lbAvailable(repoRoot) {
+  const bin = join(repoRoot, 'bin', 'l4lb');
+  if (!existsSync(bin)) return undefined;
+  if (!existsSync(join(repoRoot, 'dist', 'lib', 'cli', 'index.js'))) {
+    console.error('perf: bin/l4lb is here but dist/ is not built: run `npm install` (or `npm run build`) first');
+    return undefined;
+  }
+  return bin;
+}
