@@ -54,6 +54,11 @@ export async function attachProber(pool: Pool, health: HealthConfig, logger: Log
     // usable yet), so say here why it is not taking traffic.
     if (event.from === 'starting' && !event.up) {
       const backend = pool.backends[event.backendId]
+      if (backend) {
+        backend.lastReason = event.reason
+        backend.lastError = event.lastError
+        backend.lastChangeAt = Date.now()
+      }
       logger.warn({ service: pool.name, backend: backend?.name, from: 'starting', to: 'down', reason: event.reason, lastError: event.lastError }, 'backend state changed')
     }
     if (event.from === 'starting' && pending.delete(event.backendId) && pending.size === 0) firstRoundDone()

@@ -72,6 +72,7 @@ export class TcpService {
   /** Sources whose PROXY headers are believed; undefined = accept-proxy off. Built once per config. */
   #trusted: CidrList | undefined
   #acceptOptions: AcceptProxyOptions
+  readonly #logInfo: boolean
 
   constructor(config: ServiceConfig, pool: Pool, logger: Logger) {
     this.name = config.name
@@ -80,6 +81,7 @@ export class TcpService {
     this.#trusted = trustedOf(config)
     this.#acceptOptions = acceptOptionsOf(config)
     this.#logger = logger.child({ service: config.name, proto: 'tcp' })
+    this.#logInfo = this.#logger.isLevelEnabled('info')
     this.#acceptErrors = new RateLimitedLog(this.#logger)
     pool.onStateChange(this.#onBackendState)
   }
@@ -248,7 +250,8 @@ export class TcpService {
     this.stats.closed++
     const backend = connection.backend
     if (backend && result) connection.pool.connectionClosed(backend, result.bytesFromClient, result.bytesFromBackend)
-    this.#logger.info(
+    // The line's object is built only when it will be written (pino: disabled levels cost nothing).
+    if (this.#logInfo) this.#logger.info(
       {
         id: connection.id,
         client: formatHostPort(connection.clientIp, connection.clientPort),
@@ -392,7 +395,8 @@ class TcpConnection {
     const backend = this.backend!
     const service = this.#service
     this.pool.connectionOpened(backend)
-    const header = service.proxyHeader(this, this.#local ?? localOf(this.#client))
+    // getsockname only when a header needs the destination (wildcard listeners).
+    const header = service.config.proxyProtocol === 'none' ? undefined : service.proxyHeader(this, this.#local ?? localOf(this.#client))
     const rest = this.#rest
     if (header === undefined && rest === undefined) {
       this.#splice = splice(this.#client, upstream, { idleTimeoutMs: service.config.idleTimeoutMs }, this.#onSpliceDone)
