@@ -88,3 +88,23 @@ export function errorCode(err: unknown): string {
   if (err && typeof err === 'object' && 'code' in err && typeof err.code === 'string') return err.code
   return 'UNKNOWN'
 }
+
+/**
+ * Error codes that say our own process or host is short of something (descriptors, buffers,
+ * ephemeral ports), not that a backend failed: they are logged, never counted against a backend.
+ */
+export const LOCAL_ERROR_CODES: ReadonlySet<string> = new Set(['EMFILE', 'ENFILE', 'ENOBUFS', 'ENOMEM', 'EADDRNOTAVAIL', 'EAGAIN'])
+
+/** The one-line reason for a failed listen/bind, as `l4lb: cannot listen on …: <reason>` shows it. */
+export function listenProblem(code: string): string {
+  switch (code) {
+    case 'EADDRINUSE':
+      return 'address already in use'
+    case 'EACCES':
+      return 'permission denied (ports below 1024 need root or CAP_NET_BIND_SERVICE)'
+    case 'EADDRNOTAVAIL':
+      return 'address not available on this host'
+    default:
+      return code
+  }
+}

@@ -8,7 +8,7 @@ import type { Logger } from 'pino'
 import { CidrList, canonicalIp, formatHostPort, type HostPort } from '../address/index.js'
 import { keyHash } from '../balance/index.js'
 import type { ServiceConfig } from '../config/index.js'
-import { errorCode, ListenError, ProxyHeaderError } from '../errors.js'
+import { errorCode, ListenError, LOCAL_ERROR_CODES, listenProblem, ProxyHeaderError } from '../errors.js'
 import {
   type AcceptedProxy,
   type AcceptProxyOptions,
@@ -28,9 +28,6 @@ import {
 import { RateLimitedLog } from '../log/rate-limit.js'
 import type { Backend, Pool, StateChange } from '../pool/index.js'
 import { splice, type CloseReason, type SpliceHandle, type SpliceResult } from './splice.js'
-
-/** Errors that say our own process or host is short of something, not that the backend failed. */
-const LOCAL_ERRORS = new Set(['EMFILE', 'ENFILE', 'ENOBUFS', 'ENOMEM', 'EADDRNOTAVAIL'])
 
 /** Feature-detected: Node ≥ 22.12 / 23.1 accept `reusePort` in server.listen(). */
 export const HAS_REUSE_PORT = (() => {
@@ -277,7 +274,7 @@ export class TcpService {
   /** connect stage: returns true when the failure was the backend's (a passive observation). */
   connectFailed(pool: Pool, backend: Backend, code: string): boolean {
     this.stats.connectFailures++
-    if (LOCAL_ERRORS.has(code)) {
+    if (LOCAL_ERROR_CODES.has(code)) {
       this.#acceptErrors.warn({ code, backend: backend.name }, 'cannot open a connection to a backend')
       return false
     }
@@ -482,15 +479,3 @@ function listenOnce(server: Server, options: net.ListenOptions): Promise<void> {
   })
 }
 
-function listenProblem(code: string): string {
-  switch (code) {
-    case 'EADDRINUSE':
-      return 'address already in use'
-    case 'EACCES':
-      return 'permission denied (ports below 1024 need root or CAP_NET_BIND_SERVICE)'
-    case 'EADDRNOTAVAIL':
-      return 'address not available on this host'
-    default:
-      return code
-  }
-}

@@ -12,16 +12,13 @@ import type { Logger } from 'pino'
 import { canonicalIp, formatHostPort, type HostPort } from '../address/index.js'
 import { keyHash } from '../balance/index.js'
 import type { ServiceConfig } from '../config/index.js'
-import { errorCode, ListenError } from '../errors.js'
+import { errorCode, ListenError, LOCAL_ERROR_CODES, listenProblem } from '../errors.js'
 import { RateLimitedLog } from '../log/rate-limit.js'
 import type { Backend, Pool, StateChange } from '../pool/index.js'
 import { UdpSession, type SessionCloseReason, type SessionOwner } from './session.js'
 
 /** Largest UDP payload over IPv4 (65535 − 8 UDP − 20 IP); the receive buffer per datagram. */
 export const MAX_DATAGRAM_BYTES = 65_507
-
-/** Errors that say our own host is short of something, not that the backend failed. */
-const LOCAL_ERRORS = new Set(['EMFILE', 'ENFILE', 'ENOBUFS', 'ENOMEM', 'EADDRNOTAVAIL', 'EAGAIN'])
 
 /** The idle sweep runs every idle/4, within these bounds: coarse on purpose, one timer per service. */
 const MIN_SWEEP_MS = 10
@@ -333,7 +330,7 @@ export class UdpService implements SessionOwner {
     const code = err.code ?? 'error'
     const backend = session.backend
     backend.lastError = code
-    if (LOCAL_ERRORS.has(code)) {
+    if (LOCAL_ERROR_CODES.has(code)) {
       this.#errors.warn({ code, backend: backend.name }, 'udp send to a backend failed')
       this.#end(session, 'local-error')
       return
@@ -398,15 +395,3 @@ function bindOnce(socket: Socket, host: string, port: number): Promise<void> {
   })
 }
 
-function listenProblem(code: string): string {
-  switch (code) {
-    case 'EADDRINUSE':
-      return 'address already in use'
-    case 'EACCES':
-      return 'permission denied (ports below 1024 need root or CAP_NET_BIND_SERVICE)'
-    case 'EADDRNOTAVAIL':
-      return 'address not available on this host'
-    default:
-      return code
-  }
-}
