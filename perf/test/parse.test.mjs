@@ -1,5 +1,5 @@
 // Parsers and helpers of the harness against outputs captured from the real tools (wrk 4.1.0,
-// iperf 3.12, sockperf 3.7). Run with: node --test perf/
+// iperf 3.12, sockperf 3.7). Run with: node --test perf/test/*.test.mjs
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { parseWrk, toMs, parseIperf, parseSockperfPingPong, parseSockperfThroughput } from '../lib/clients.mjs';
