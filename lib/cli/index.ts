@@ -60,6 +60,7 @@ function addRunOptions(cmd: Command): Command {
     .option('--accept-proxy-timeout <duration>', 'deadline for a complete accepted PROXY header (default 5s)')
     .option('--accept-proxy-max-length <bytes>', 'largest accepted PROXY v2 length field (default 4096)')
     .option('--proxy-v2-crc32c', 'add a CRC32C TLV to sent PROXY v2 headers')
+    .option('--proxy-udp-first-only', 'udp: send the PROXY v2 header on a session\'s first datagram only (default: every datagram)')
     .option('--proxy-forward-tlvs', 'forward TLVs of an accepted PROXY v2 header in the sent one')
     .option('--check <tcp|send-expect|http|udp|none>', 'health check type (default tcp; udp sends --check-send, expects --check-expect)')
     .option('--check-interval <duration>', 'time between checks (default 2s)')

@@ -22,7 +22,7 @@ const FLAG_OF: Record<string, string> = {
   listen: '--listen', backends: '--backend', protocol: '--protocol', balance: '--balance', hashKey: '--hash-key',
   proxyProtocol: '--proxy-protocol', acceptProxy: '--accept-proxy', acceptProxyStrict: '--accept-proxy-strict',
   acceptProxyTimeout: '--accept-proxy-timeout', acceptProxyMaxLength: '--accept-proxy-max-length',
-  proxyV2Crc32c: '--proxy-v2-crc32c', proxyForwardTlvs: '--proxy-forward-tlvs', connectTimeout: '--connect-timeout',
+  proxyV2Crc32c: '--proxy-v2-crc32c', proxyForwardTlvs: '--proxy-forward-tlvs', proxyUdpFirstOnly: '--proxy-udp-first-only', connectTimeout: '--connect-timeout',
   idleTimeout: '--idle-timeout', retries: '--retries', maxConns: '--max-conns', drainTimeout: '--drain-timeout',
   onDown: '--on-down', backlog: '--backlog', reusePort: '--reuse-port', name: '--name', admin: '--admin',
   'health.type': '--check', 'health.interval': '--check-interval', 'health.timeout': '--check-timeout',
@@ -164,6 +164,7 @@ export interface FlagValues {
   acceptProxyMaxLength?: string
   proxyV2Crc32c?: boolean
   proxyForwardTlvs?: boolean
+  proxyUdpFirstOnly?: boolean
   connectTimeout?: string
   idleTimeout?: string
   retries?: string
@@ -211,7 +212,7 @@ export function serviceFromFlags(f: FlagValues): Record<string, unknown> {
     name: f.name, listen: f.listen, backends: f.backend, protocol: f.protocol, balance: f.balance, hashKey: f.hashKey,
     proxyProtocol: f.proxyProtocol, acceptProxy: f.acceptProxy, acceptProxyStrict: f.acceptProxyStrict,
     acceptProxyTimeout: f.acceptProxyTimeout, acceptProxyMaxLength: f.acceptProxyMaxLength,
-    proxyV2Crc32c: f.proxyV2Crc32c, proxyForwardTlvs: f.proxyForwardTlvs, connectTimeout: f.connectTimeout,
+    proxyV2Crc32c: f.proxyV2Crc32c, proxyForwardTlvs: f.proxyForwardTlvs, proxyUdpFirstOnly: f.proxyUdpFirstOnly, connectTimeout: f.connectTimeout,
     idleTimeout: f.idleTimeout, retries: f.retries, maxConns: f.maxConns, drainTimeout: f.drainTimeout,
     onDown: f.onDown, backlog: f.backlog, reusePort: f.reusePort, health: dropUndefined(health),
     resolveInterval: f.resolveInterval,

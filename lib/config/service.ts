@@ -19,7 +19,7 @@ type Raw = Record<string, unknown>
 
 export const SERVICE_KEYS = [
   'name', 'listen', 'protocol', 'balance', 'hashKey', 'proxyProtocol', 'acceptProxy', 'acceptProxyStrict',
-  'acceptProxyTimeout', 'acceptProxyMaxLength', 'proxyV2Crc32c', 'proxyForwardTlvs', 'connectTimeout',
+  'acceptProxyTimeout', 'acceptProxyMaxLength', 'proxyV2Crc32c', 'proxyForwardTlvs', 'proxyUdpFirstOnly', 'connectTimeout',
   'idleTimeout', 'retries', 'maxConns', 'drainTimeout', 'onDown', 'backlog', 'reusePort', 'health', 'backends',
   'resolveInterval',
   'udpIdleTimeout', 'udpResponses', 'udpMaxSessions', 'udpBuffer', 'udpKeepOnDown',
@@ -338,6 +338,9 @@ export function validateService(raw: unknown, path: Path, fallbackName: string, 
   if (proxyForwardTlvs && (proxyProtocol !== 'v2' || acceptProxy.length === 0)) {
     problems.add(at('proxyForwardTlvs'), s.proxyForwardTlvs, 'only applies with proxyProtocol v2 and acceptProxy')
   }
+  const proxyUdpFirstOnly = boolean(s.proxyUdpFirstOnly, false, at('proxyUdpFirstOnly'), problems)
+  if (proxyUdpFirstOnly && proxyProtocol !== 'v2') problems.add(at('proxyUdpFirstOnly'), s.proxyUdpFirstOnly, 'only applies with proxyProtocol v2')
+  if (proxyProtocol === 'v1' && protocols.includes('udp')) problems.add(at('proxyProtocol'), proxyRaw, 'PROXY v1 has no datagram form: use v2 for udp')
   const backendsRaw = list(s.backends)
   if (backendsRaw.length === 0) problems.add(at('backends'), undefined, 'at least one backend is required')
   const backends = backendsRaw
@@ -363,6 +366,7 @@ export function validateService(raw: unknown, path: Path, fallbackName: string, 
     acceptProxyMaxLength,
     proxyV2Crc32c,
     proxyForwardTlvs,
+    proxyUdpFirstOnly,
     connectTimeoutMs: duration(s.connectTimeout, DEFAULTS.connectTimeoutMs, at('connectTimeout'), problems) || (problems.add(at('connectTimeout'), s.connectTimeout, 'must be more than 0') ?? DEFAULTS.connectTimeoutMs),
     idleTimeoutMs: duration(s.idleTimeout, DEFAULTS.idleTimeoutMs, at('idleTimeout'), problems),
     retries: integer(s.retries, DEFAULTS.retries, 0, 16, at('retries'), problems),

@@ -58,6 +58,8 @@ export interface ServiceConfig {
   readonly proxyV2Crc32c: boolean
   /** Pass TLVs of an accepted v2 header that l4lb does not produce itself on in the sent one. */
   readonly proxyForwardTlvs: boolean
+  /** UDP: send the v2 header on a session's first datagram only (default: on every datagram, as the spec has it). */
+  readonly proxyUdpFirstOnly: boolean
   readonly connectTimeoutMs: number
   /** 0 = no idle timeout. */
   readonly idleTimeoutMs: number

@@ -13,6 +13,7 @@ import { canonicalIp, formatHostPort, type HostPort } from '../address/index.js'
 import { keyHash } from '../balance/index.js'
 import type { ServiceConfig } from '../config/index.js'
 import { errorCode, ListenError, LOCAL_ERROR_CODES, listenProblem } from '../errors.js'
+import { datagramHeader } from '../proxy-protocol/index.js'
 import { RateLimitedLog } from '../log/rate-limit.js'
 import type { Backend, Pool, StateChange } from '../pool/index.js'
 import { UdpSession, type SessionCloseReason, type SessionOwner } from './session.js'
@@ -288,6 +289,12 @@ export class UdpService implements SessionOwner {
       // EMFILE and friends: our shortage, not the backend's.
       this.#errors.warn({ code: errorCode(err), backend: backend.name }, 'cannot open an upstream UDP socket')
       return undefined
+    }
+    if (this.#config.proxyProtocol === 'v2') {
+      // The listener's bound address is the destination: Node gives no per-datagram local address.
+      const local = listener.address()
+      session.proxyHeader = datagramHeader({ address: ip, port: rinfo.port }, { address: local.address, port: local.port }, 'v2', { crc32c: this.#config.proxyV2Crc32c })
+      session.proxyHeaderOnce = this.#config.proxyUdpFirstOnly
     }
     this.#sessions.set(key, session)
     this.stats.sessionsCreated++

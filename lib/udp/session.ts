@@ -47,6 +47,9 @@ export class UdpSession {
   bytesIn = 0
   bytesOut = 0
   closed = false
+  /** PROXY v2 DGRAM header sent before each forwarded datagram (set by the service). */
+  proxyHeader: Buffer | undefined
+  proxyHeaderOnce = false
   readonly #owner: SessionOwner
   readonly #upstream: Socket
   #pending: Buffer[] | null = []
@@ -75,10 +78,22 @@ export class UdpSession {
   send(msg: Buffer): void {
     const pending = this.#pending
     if (pending === null) {
-      this.#upstream.send(msg)
+      this.#write(msg)
     } else if (pending.length < MAX_PENDING_DATAGRAMS) {
       pending.push(msg)
     }
+  }
+
+  /**
+   * A PROXY v2 DGRAM header goes in front of the payload as a second iovec (sendmsg gathers
+   * them: no copy). Built once per session by the service; dropped after the first datagram
+   * when the service sends it only once.
+   */
+  #write(msg: Buffer): void {
+    const header = this.proxyHeader
+    if (header === undefined) return void this.#upstream.send(msg)
+    if (this.proxyHeaderOnce) this.proxyHeader = undefined
+    this.#upstream.send([header, msg])
   }
 
   close(): void {
@@ -96,7 +111,7 @@ export class UdpSession {
     const pending = this.#pending
     this.#pending = null
     if (this.closed || pending === null) return
-    for (const msg of pending) this.#upstream.send(msg)
+    for (const msg of pending) this.#write(msg)
   }
 
   readonly #onMessage = (msg: Buffer): void => {

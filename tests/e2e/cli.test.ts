@@ -21,6 +21,7 @@ const badFlags: Array<[string[], string]> = [
   [['-l', ':5432'], 'l4lb: --backend: at least one backend is required'],
   [['-b', 'db1:5432'], 'l4lb: --listen: at least one listen address is required (e.g. -l :5432)'],
   [['-l', ':5432', '-b', 'db1:5432', '--frobnicate'], "l4lb: unknown option '--frobnicate'"],
+  [['-l', ':5432', '-b', 'db1:5432', '--protocol', 'udp', '--proxy-protocol', 'v1'], 'l4lb: --proxy-protocol "v1": PROXY v1 has no datagram form: use v2 for udp'],
 ]
 
 t.test('bad flags exit 2 with one line naming the flag and the value', async (t) => {

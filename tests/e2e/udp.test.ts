@@ -262,3 +262,31 @@ t.test('--check udp: a backend whose UDP port stops answering is marked down and
     }
   }
 })
+
+t.test('--proxy-protocol v2 over UDP: every datagram carries a DGRAM header with the real client; --proxy-udp-first-only sends it once', async (t) => {
+  const { parseProxyHeader } = await import('../../lib/proxy-protocol/index.js')
+  const dgram = await import('node:dgram')
+  for (const firstOnly of [false, true]) {
+    // The backend reports what each datagram started with: the header's source, or "no header".
+    const backend = dgram.createSocket('udp4')
+    backend.on('message', (msg, rinfo) => {
+      let text: string
+      try {
+        const parsed = parseProxyHeader(msg)
+        text = parsed.state === 'done' ? `${parsed.header.transport} ${parsed.header.source?.address}:${parsed.header.source?.port} ${parsed.rest.toString()}` : 'partial'
+      } catch {
+        text = `no header ${msg.toString()}`
+      }
+      backend.send(text, rinfo.port, rinfo.address)
+    })
+    await new Promise<void>((resolve) => backend.bind(0, '127.0.0.1', resolve))
+    t.teardown(() => new Promise<void>((resolve) => backend.close(() => resolve())))
+    const lb = await l4lb(t, ['-b', `127.0.0.1:${backend.address().port}`, '--check', 'none', '--proxy-protocol', 'v2', ...(firstOnly ? ['--proxy-udp-first-only'] : [])])
+    const c = await client(t, '127.8.0.5')
+    const replies: string[] = []
+    for (const word of ['one', 'two', 'three']) replies.push((await c.ask(word, lb.udpPorts[0]!)).toString())
+    const from = `127.8.0.5:${c.port}`
+    if (firstOnly) t.same(replies, [`dgram ${from} one`, 'no header two', 'no header three'], 'first datagram only')
+    else t.same(replies, [`dgram ${from} one`, `dgram ${from} two`, `dgram ${from} three`], 'a header on every datagram')
+  }
+})
