@@ -18,6 +18,9 @@ import { statusOf } from './status.js'
 export { renderMetrics } from './metrics.js'
 export { statusOf, type Status } from './status.js'
 
+/** Sessions listed per /sessions request unless `?limit=` says otherwise (the table can be 100k). */
+const SESSIONS_LIMIT = 1000
+
 const ACTIONS: Record<string, AdminState> = { drain: 'drain', maint: 'maint', enable: 'enabled' }
 
 export class AdminServer {
@@ -81,16 +84,28 @@ export class AdminServer {
         res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' })
         return void res.end(renderMetrics(this.#runtime))
       }
+      const sessions = /^\/sessions\/([^/]+)$/.exec(url.pathname)
+      if (req.method === 'GET' && sessions) return this.#sessions(res, decodeURIComponent(sessions[1]!), Number(url.searchParams.get('limit') ?? SESSIONS_LIMIT))
       const m = /^\/backends\/([^/]+)\/([^/]+)\/([a-z]+)$/.exec(url.pathname)
       if (m) {
         if (req.method !== 'POST') return send(res, 405, { error: 'use POST' })
         return this.#setState(res, decodeURIComponent(m[1]!), decodeURIComponent(m[2]!), m[3]!)
       }
-      send(res, 404, { error: 'not found: try GET /status, GET /metrics, POST /backends/{service}/{address}/{drain|maint|enable}' })
+      send(res, 404, { error: 'not found: try GET /status, GET /metrics, GET /sessions/{service}, POST /backends/{service}/{address}/{drain|maint|enable}' })
     } catch (err) {
       this.#logger.error({ err }, 'admin request failed')
       send(res, 500, { error: 'internal error' })
     }
+  }
+
+  /** The UDP session table of a service (client, backend, age, idle, counts), most idle last. */
+  #sessions(res: ServerResponse, serviceName: string, limit: number): void {
+    const service = this.#runtime.services.get(serviceName)
+    if (!service) return send(res, 404, { error: `no service "${serviceName}"` })
+    if (!service.udp) return send(res, 404, { error: `service ${serviceName} has no udp listener` })
+    const all = service.udp.sessions().sort((a, b) => a.idleMs - b.idleMs)
+    const max = Number.isInteger(limit) && limit > 0 ? limit : SESSIONS_LIMIT
+    send(res, 200, { service: serviceName, total: all.length, sessions: all.slice(0, max) })
   }
 
   #setState(res: ServerResponse, serviceName: string, address: string, action: string): void {

@@ -290,3 +290,23 @@ t.test('--proxy-protocol v2 over UDP: every datagram carries a DGRAM header with
     else t.same(replies, [`dgram ${from} one`, `dgram ${from} two`, `dgram ${from} three`], 'a header on every datagram')
   }
 })
+
+t.test('the admin API lists the session table of a UDP service (GET /sessions/{service})', async (t) => {
+  const [a] = await backends(t, ['a'])
+  const lb = await l4lb(t, ['-b', a!.address, '--check', 'none', '--name', 'game', '--admin', '127.0.0.1:0'])
+  const adminLine = await lb.waitForLog('admin', (l) => l.msg === 'admin endpoint listening')
+  const adminPort = Number(String(adminLine.admin).split(':').pop())
+  const clients = await Promise.all([1, 2, 3].map((i) => client(t, `127.9.1.${i}`)))
+  for (const c of clients) t.equal((await c.ask('hi', lb.udpPorts[0]!)).toString(), 'a:hi')
+  const http = await import('node:http')
+  const body = await new Promise<string>((resolve, reject) => {
+    http.get({ host: '127.0.0.1', port: adminPort, path: '/sessions/game' }, (res) => {
+      let text = ''
+      res.setEncoding('utf8').on('data', (c: string) => (text += c)).on('end', () => resolve(text))
+    }).on('error', reject)
+  })
+  const doc = JSON.parse(body) as { total: number; sessions: Array<{ client: string; backend: string; datagramsIn: number; datagramsOut: number }> }
+  t.equal(doc.total, 3)
+  t.same(doc.sessions.map((s) => s.client.split(':')[0]).sort(), ['127.9.1.1', '127.9.1.2', '127.9.1.3'])
+  for (const s of doc.sessions) t.same([s.backend, s.datagramsIn, s.datagramsOut], [a!.address, 1, 1])
+})
