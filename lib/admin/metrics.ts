@@ -5,9 +5,9 @@
  * Every metric name lives in this file (DESIGN: "a metric name in admin/").
  */
 import { readdirSync } from 'node:fs'
+import { BACKEND_STATES } from '../pool/index.js'
 import type { Runtime } from '../runtime/index.js'
 
-const BACKEND_STATES = ['up', 'down', 'drain', 'maint'] as const
 
 function escape(value: string): string {
   return value.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"')

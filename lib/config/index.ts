@@ -10,7 +10,7 @@ import type { AdminConfig, Config, LogFormat, LogLevel, ServiceConfig } from './
 
 export * from './types.js'
 export { DEFAULTS } from './defaults.js'
-export { parseDuration, formatDuration } from './duration.js'
+export { parseDuration } from './duration.js'
 export { parseSize, formatSize } from './size.js'
 export { Problems, validateService, parseBytes, parseBackendSpec, type Path, type KeyNamer } from './service.js'
 

@@ -9,7 +9,8 @@ import { ConfigError, L4lbError } from '../errors.js'
 import { DEFAULTS } from './defaults.js'
 import { parseDuration } from './duration.js'
 import { MAX_UDP_BUFFER_BYTES, MIN_UDP_BUFFER_BYTES, parseSize } from './size.js'
-import type { BackendConfig, CheckType, HashKey, HealthConfig, OnDown, Protocol, ProxyProtocolVersion, ServiceConfig } from './types.js'
+import { CHECK_TYPES } from '../health/options.js'
+import type { BackendConfig, HashKey, HealthConfig, OnDown, Protocol, ProxyProtocolVersion, ServiceConfig } from './types.js'
 
 export type Path = readonly (string | number)[]
 /** Turns a path inside the raw config into the key name the user knows. */
@@ -33,7 +34,6 @@ export const BACKEND_KEYS = ['address', 'weight', 'backup', 'checkPort'] as cons
 const PROTOCOLS: Record<string, readonly Protocol[]> = { tcp: ['tcp'], udp: ['udp'], 'tcp,udp': ['tcp', 'udp'], 'udp,tcp': ['tcp', 'udp'] }
 const HASH_KEYS: readonly HashKey[] = ['src-ip', 'src-ip-port']
 const PROXY_VERSIONS: readonly ProxyProtocolVersion[] = ['none', 'v1', 'v2']
-const CHECK_TYPES: readonly CheckType[] = ['tcp', 'send-expect', 'http', 'udp', 'none']
 const ON_DOWN: readonly OnDown[] = ['keep', 'shutdown']
 
 /** Collects problems so `l4lb check` can print all of them; flags print the first. */

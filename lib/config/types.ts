@@ -3,7 +3,9 @@ import type { HostPort } from '../address/index.js'
 export type Protocol = 'tcp' | 'udp'
 export type HashKey = 'src-ip' | 'src-ip-port'
 export type ProxyProtocolVersion = 'none' | 'v1' | 'v2'
-export type CheckType = 'tcp' | 'send-expect' | 'http' | 'udp' | 'none'
+import type { CheckType } from '../health/options.js'
+
+export type { CheckType }
 export type LogFormat = 'json' | 'pretty'
 export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent'
 export type OnDown = 'keep' | 'shutdown'

@@ -36,8 +36,6 @@ export interface RunningCheck {
 /** The prober calls this per check; tests may substitute a fake. */
 export type CheckRunner = (target: CheckTarget, options: ResolvedCheckOptions, clock: Clock) => RunningCheck
 
-type Verdict = 'pass' | 'fail' | 'more'
-
 interface Verdicted {
   ok: boolean
   error?: string

@@ -10,6 +10,7 @@ export { startCheck, checkOnce, quoteBytes } from './checks.js'
 export type { CheckResult, CheckRunner, CheckTarget, RunningCheck } from './checks.js'
 export {
   resolveCheckOptions,
+  CHECK_TYPES,
   parseExpectStatus,
   DEFAULT_INTERVAL_MS,
   DEFAULT_TIMEOUT_MS,

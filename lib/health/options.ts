@@ -99,7 +99,7 @@ export const DEFAULT_JITTER_RATIO = DEFAULTS.health.jitterRatio
 export const DEFAULT_HTTP_PATH = DEFAULTS.health.httpPath
 export const DEFAULT_HTTP_EXPECT_STATUS = DEFAULTS.health.httpStatus
 
-const CHECK_TYPES: readonly CheckType[] = ['tcp', 'send-expect', 'http', 'udp', 'none']
+export const CHECK_TYPES: readonly CheckType[] = ['tcp', 'send-expect', 'http', 'udp', 'none']
 const INITIAL_STATES: readonly InitialState[] = ['first-check', 'fully-up', 'up', 'down', 'fully-down']
 
 /** Validates and fills defaults; every error names the option and the value. */

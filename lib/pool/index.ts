@@ -117,10 +117,6 @@ export class Pool {
     return this.#usingBackups
   }
 
-  get hashed(): boolean {
-    return this.#algorithm.hashed
-  }
-
   byName(name: string): Backend | undefined {
     return this.backends.find((b) => b.name === name)
   }

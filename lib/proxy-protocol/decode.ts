@@ -59,7 +59,6 @@ const V1_TOKENS = [
   Buffer.from('UNKNOWN', 'latin1'),
 ]
 const TCP4 = 0
-const TCP6 = 1
 const UNKNOWN = 2
 const UNKNOWN_END = 6 + 7 // position of the byte after "PROXY UNKNOWN"
 

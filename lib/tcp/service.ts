@@ -154,11 +154,6 @@ export class TcpService {
     return Promise.resolve()
   }
 
-  /** Hands the bound listening sockets over (reload) instead of closing them. */
-  servers(): readonly Server[] {
-    return this.#servers
-  }
-
   /** Ends every connection now, e.g. when the drain timeout runs out. */
   closeAll(reason: CloseReason): void {
     for (const c of this.#connections) c.abort(reason)
@@ -196,8 +191,9 @@ export class TcpService {
     }
     const ip = canonicalIp(remote)
     const port = client.remotePort ?? 0
-    const trusted = this.#trusted
-    if (trusted !== undefined && !trusted.contains(ip) && this.#config.acceptProxyStrict) {
+    // Matched once: a header from a source outside the trusted CIDRs is never believed.
+    const trusted = this.#trusted !== undefined && this.#trusted.contains(ip)
+    if (this.#trusted !== undefined && !trusted && this.#config.acceptProxyStrict) {
       client.on('error', ignore)
       client.destroy()
       this.#logger.info({ client: formatHostPort(ip, port), reason: 'proxy-untrusted' }, 'connection refused')
@@ -205,8 +201,7 @@ export class TcpService {
     }
     const connection = new TcpConnection(this, this.pool, client, ip, port, local)
     this.#connections.add(connection)
-    // A header from a source outside the trusted CIDRs is never believed: it is client data.
-    if (trusted !== undefined && trusted.contains(ip)) connection.acceptHeader(this.#acceptOptions)
+    if (trusted) connection.acceptHeader(this.#acceptOptions)
     else connection.start()
   }
 

@@ -4,7 +4,7 @@
  * headers end (closed, logged, and the balancer keeps serving).
  */
 import t, { type Test } from 'tap'
-import net, { type Server, type Socket } from 'node:net'
+import type { Socket } from 'node:net'
 import { spawn } from 'node:child_process'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { encodeV1, encodeV2, type Tlv } from '../../lib/proxy-protocol/index.js'
@@ -72,7 +72,6 @@ t.test('--proxy-v2-crc32c adds a CRC32C TLV the backend verifies', async (t) => 
   const backend = await proxyBackend(t)
   const lb = await l4lb(t, ['-b', backend.address, '--proxy-protocol', 'v2', '--proxy-v2-crc32c'])
   const client = await connect(lb.ports[0]!, '127.0.0.1', '127.5.0.8')
-  const clientPort = client.localPort
   t.teardown(() => client.destroy())
   t.match(await readLine(client), /^pp 127\.5\.0\.8 /)
   // the parser refuses a header whose checksum is wrong, so arriving here means it verified
@@ -112,7 +111,6 @@ t.test('accept-proxy: the hash key is the header\'s client, whichever upstream i
   const lb = await l4lb(t, [...backends.flatMap((b) => ['-b', b.address]), '--proxy-protocol', 'v1', '--accept-proxy', '127.5.0.0/16'])
   async function via(upstream: string, claimed: string): Promise<string> {
     const client = await connect(lb.ports[0]!, '127.0.0.1', upstream)
-    const clientPort = client.localPort
     try {
       client.write(encodeV1({ address: claimed, port: 1234 }, { address: '192.0.2.1', port: 5432 }))
       const line = await readLine(client)
@@ -134,7 +132,6 @@ t.test('--proxy-forward-tlvs passes unknown TLVs of an accepted header on', asyn
   const backend = await proxyBackend(t)
   const lb = await l4lb(t, ['-b', backend.address, '--proxy-protocol', 'v2', '--accept-proxy', '127.5.0.0/16', '--proxy-forward-tlvs'])
   const client = await connect(lb.ports[0]!, '127.0.0.1', '127.5.0.9')
-  const clientPort = client.localPort
   t.teardown(() => client.destroy())
   client.write(upstreamHeader('203.0.113.10', 1, [{ type: 0xe0, value: Buffer.from('tenant-7') }, { type: 0x05, value: Buffer.from('their-id') }]))
   t.equal(await readLine(client), 'pp 203.0.113.10 1')
@@ -180,7 +177,6 @@ t.test('a header from an untrusted source is not believed: forwarded as data, or
   t.equal(refusal.client, `127.6.0.1:${refusedPort}`)
   // a trusted source still gets through in strict mode
   const trusted = await connect(strict.ports[0]!, '127.0.0.1', '127.5.0.3')
-  const trustedPort = trusted.localPort
   trusted.write(upstreamHeader('203.0.113.11'))
   t.equal(await readLine(trusted), 'plain')
   trusted.destroy()
@@ -210,7 +206,6 @@ t.test('malformed, oversized and slow headers close the connection with a logged
   }
   // a header cut short by the client's FIN
   const cut = await connect(lb.ports[0]!, '127.0.0.1', '127.5.0.21')
-  const cutPort = cut.localPort
   cut.end(upstreamHeader().subarray(0, 10))
   await within(3000, 'truncated close', readAll(cut))
   const truncated = await lb.waitForLog('truncated', (l) => l.reason === 'proxy-header' && l.proxyError === 'truncated')
@@ -218,7 +213,6 @@ t.test('malformed, oversized and slow headers close the connection with a logged
   t.equal(backend.seen.length, 0, 'no bad header ever reached a backend')
   // and the balancer is fine
   const good = await connect(lb.ports[0]!, '127.0.0.1', '127.5.0.22')
-  const goodPort = good.localPort
   good.write(upstreamHeader('203.0.113.12', 7))
   t.equal(await readLine(good), 'pp 203.0.113.12 7')
   good.destroy()
@@ -229,7 +223,6 @@ t.test('a header split across many small reads is still parsed', async (t) => {
   const backend = await proxyBackend(t)
   const lb = await l4lb(t, ['-b', backend.address, '--proxy-protocol', 'v2', '--accept-proxy', '127.5.0.0/16'])
   const client = await connect(lb.ports[0]!, '127.0.0.1', '127.5.0.30')
-  const clientPort = client.localPort
   t.teardown(() => client.destroy())
   client.setNoDelay(true)
   const bytes = Buffer.concat([upstreamHeader('2001:db8::9', 8443), Buffer.from('after')])
@@ -262,7 +255,6 @@ t.test('proxy-inspect prints a decoded header and the bytes after it', async (t)
     })())
   const port = Number((await waitFor(/listening on 127\.0\.0\.1:(\d+)/, 'listening line'))[1])
   const client = await connect(port)
-  const clientPort = client.localPort
   client.write(Buffer.concat([upstreamHeader('203.0.113.9', 51000, [{ type: 0x02, value: Buffer.from('example.com') }]), Buffer.from('GET / HTTP/1.0\r\n\r\n')]))
   await waitFor(/first \d+ bytes after the header[\s\S]*\n\S*$/m, 'the report')
   client.destroy()
