@@ -27,7 +27,7 @@ import {
 } from '../proxy-protocol/index.js'
 import { RateLimitedLog } from '../log/rate-limit.js'
 import type { Backend, Pool, StateChange } from '../pool/index.js'
-import { splice, type CloseReason, type SpliceHandle, type SpliceResult } from './splice.js'
+import { BackendReader, splice, type CloseReason, type SpliceHandle, type SpliceResult } from './splice.js'
 
 /** Feature-detected: Node ≥ 22.12 / 23.1 accept `reusePort` in server.listen(). */
 export const HAS_REUSE_PORT = (() => {
@@ -303,6 +303,7 @@ class TcpConnection {
   backend: Backend | undefined
   attempts = 0
   #upstream: Socket | undefined
+  #reader: BackendReader | undefined
   #tried: Set<number> | null = null
   #splice: SpliceHandle | undefined
   #aborted: CloseReason | undefined
@@ -369,8 +370,10 @@ class TcpConnection {
     if (this.attempts > 0) service.stats.retries++
     this.attempts++
     this.backend = backend
-    const upstream = net.connect({ host: backend.address, port: backend.port, allowHalfOpen: true, noDelay: true })
+    const reader = new BackendReader()
+    const upstream = net.connect(reader.connectOptions({ host: backend.address, port: backend.port, allowHalfOpen: true, noDelay: true }))
     this.#upstream = upstream
+    this.#reader = reader
     // Before the connect completes the socket has no activity, so its idle timer is the
     // connect timeout; it is switched off once connected.
     upstream.setTimeout(service.config.connectTimeoutMs)
@@ -391,7 +394,7 @@ class TcpConnection {
     const header = service.config.proxyProtocol === 'none' ? undefined : service.proxyHeader(this, this.#local ?? localOf(this.#client))
     const rest = this.#rest
     if (header === undefined && rest === undefined) {
-      this.#splice = splice(this.#client, upstream, { idleTimeoutMs: service.config.idleTimeoutMs }, this.#onSpliceDone)
+      this.#splice = splice(this.#client, upstream, this.#reader!, { idleTimeoutMs: service.config.idleTimeoutMs }, this.#onSpliceDone)
       return
     }
     // Header and the first client bytes in one segment when the client has already spoken; but
@@ -399,7 +402,7 @@ class TcpConnection {
     upstream.cork()
     if (header !== undefined) upstream.write(header)
     if (rest !== undefined) upstream.write(rest)
-    this.#splice = splice(this.#client, upstream, { idleTimeoutMs: service.config.idleTimeoutMs }, this.#onSpliceDone)
+    this.#splice = splice(this.#client, upstream, this.#reader!, { idleTimeoutMs: service.config.idleTimeoutMs }, this.#onSpliceDone)
     setImmediate(uncork, upstream)
   }
 

@@ -3,8 +3,86 @@
  * connected sockets with backpressure, passes half-close through in each direction, turns a
  * reset on one side into a reset on the other, and ends both on idle. A native splice(2) path
  * can replace this function without touching pick, connect, headers or logs.
+ *
+ * Backend → client bytes are read into buffers of our own (`onread` of net.connect, see
+ * BackendReader), not into a fresh 64 KiB allocation per read and through the stream machinery;
+ * that is most of what a proxy reads (responses, downloads). Client → backend goes through
+ * pipe(): net.Server offers no `onread` for accepted sockets.
  */
-import type { Socket } from 'node:net'
+import type { NetConnectOpts, OnReadOpts, Socket } from 'node:net'
+
+/** A reader's first buffer: one page-sized chunk of typical request/response traffic. */
+const SMALL_BUFFER = 16 * 1024
+/** After a read fills the buffer the flow is bulk: read in Node's usual 64 KiB chunks from then on. */
+const BULK_BUFFER = 64 * 1024
+
+/**
+ * Reads a backend socket into a buffer it owns and writes each chunk to the client. Give
+ * `connectOptions` to net.connect; hand the reader to splice() once connected.
+ *
+ * A chunk is written from the reader's buffer itself. When the client's socket takes the whole
+ * write at once (the common case) the buffer is free again for the next read; when the write is
+ * left pending, the buffer belongs to that write and the next read gets a new one. When the
+ * client is slow (write() says so), reading stops until it drains: the kernel's buffers hold the
+ * rest and the backend is slowed by TCP, not by our memory.
+ */
+export class BackendReader {
+  #buffer: Buffer | undefined
+  /** The last chunk was left with a pending write, or filled the buffer: take a new one. */
+  #renew = false
+  #size = SMALL_BUFFER
+  #client: Socket | undefined
+  #backend: Socket | undefined
+  /** Bytes read before splice() attached the client (never expected: it attaches on connect). */
+  #early: Buffer[] | undefined
+
+  readonly onread: OnReadOpts = { buffer: () => this.#nextBuffer(), callback: (n, buf) => this.#onRead(n, buf as Buffer) }
+
+  /** Options for net.connect. */
+  connectOptions(options: NetConnectOpts): NetConnectOpts {
+    return { ...options, onread: this.onread }
+  }
+
+  /** Starts writing to the client; called by splice(). */
+  attach(backend: Socket, client: Socket): void {
+    this.#backend = backend
+    this.#client = client
+    const early = this.#early
+    if (early === undefined) return
+    this.#early = undefined
+    for (const chunk of early) client.write(chunk)
+    backend.resume()
+  }
+
+  #nextBuffer(): Buffer {
+    if (this.#buffer === undefined || this.#renew) {
+      this.#renew = false
+      this.#buffer = Buffer.allocUnsafeSlow(this.#size)
+    }
+    return this.#buffer
+  }
+
+  #onRead(n: number, buf: Buffer): boolean {
+    const client = this.#client
+    if (client === undefined) {
+      ;(this.#early ??= []).push(Buffer.from(buf.subarray(0, n)))
+      return false
+    }
+    const flowing = client.write(buf.subarray(0, n))
+    if (client.writableLength > 0) this.#renew = true
+    if (n === buf.length && this.#size < BULK_BUFFER) {
+      this.#size = BULK_BUFFER
+      this.#renew = true
+    }
+    if (flowing) return true
+    client.once('drain', this.#onDrain)
+    return false
+  }
+
+  readonly #onDrain = (): void => {
+    this.#backend?.resume()
+  }
+}
 
 export type CloseReason =
   | 'client-closed'
@@ -35,11 +113,18 @@ export interface SpliceHandle {
 
 /**
  * Preconditions: both sockets are connected, created with allowHalfOpen, and have no 'data'
- * listeners; `client` may be paused (pauseOnConnect) — piping resumes it. Bytes the client sent
- * before this call are still in its socket buffer and are forwarded first.
+ * listeners; `backend` was created with `reader.connectOptions()`; `client` may be paused
+ * (pauseOnConnect) — piping resumes it. Bytes the client sent before this call are still in its
+ * socket buffer and are forwarded first.
  */
-export function splice(client: Socket, backend: Socket, limits: SpliceLimits, done: (result: SpliceResult) => void): SpliceHandle {
-  return new Splice(client, backend, limits, done)
+export function splice(
+  client: Socket,
+  backend: Socket,
+  reader: BackendReader,
+  limits: SpliceLimits,
+  done: (result: SpliceResult) => void,
+): SpliceHandle {
+  return new Splice(client, backend, reader, limits, done)
 }
 
 class Splice implements SpliceHandle {
@@ -49,7 +134,7 @@ class Splice implements SpliceHandle {
   #reason: CloseReason | undefined
   #open = 2
 
-  constructor(client: Socket, backend: Socket, limits: SpliceLimits, done: (result: SpliceResult) => void) {
+  constructor(client: Socket, backend: Socket, reader: BackendReader, limits: SpliceLimits, done: (result: SpliceResult) => void) {
     this.#client = client
     this.#backend = backend
     this.#done = done
@@ -67,7 +152,7 @@ class Splice implements SpliceHandle {
       client.once('timeout', this.#onIdle)
     }
     client.pipe(backend)
-    backend.pipe(client)
+    reader.attach(backend, client)
   }
 
   abort(reason: CloseReason): void {
@@ -82,6 +167,8 @@ class Splice implements SpliceHandle {
 
   readonly #onBackendEnd = (): void => {
     this.#reason ??= 'backend-closed'
+    // the reader wrote every chunk before EOF was read: this FIN follows the last of them
+    this.#client.end()
   }
 
   readonly #onClientError = (err: NodeJS.ErrnoException): void => {
