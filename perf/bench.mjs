@@ -1,6 +1,7 @@
 #!/usr/bin/env node
-// l4lb benchmark harness: races l4lb against HAProxy, nginx stream and a direct connection in
-// one run on 127.0.0.1, and writes perf/RESULTS.md. Plain JS so it runs without a build.
+// l4lb benchmark harness: races l4lb against HAProxy, nginx stream and a direct connection (and,
+// when named, the minimal node:net proxy perf/floor.mjs) in one run on 127.0.0.1, and writes
+// perf/RESULTS.md. Plain JS so it runs without a build.
 // Usage: perf/run [tcp|udp] [--duration 10s] [--reps 3] [--quick] ... (perf/run --help)
 import { mkdtempSync, rmSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { tmpdir, availableParallelism, release } from 'node:os';
@@ -19,6 +20,7 @@ import {
   startHaproxy,
   startNginxStream,
   startL4lb,
+  startNodeFloor,
   l4lbAvailable,
 } from './lib/targets.mjs';
 import { runWrk, runIperf, runSockperf, udpCounters } from './lib/clients.mjs';
@@ -37,7 +39,9 @@ const USAGE = `Usage: perf/run [tcp|udp] [options]        (npm run bench -- [opt
   --duration 10s       length of each measured run (ms, s or m suffix; default 10s)
   --reps N             repetitions; target order alternates each repetition; median reported (default 3)
   --quick              smoke run (~1 min): 3s x 1 rep, no HAProxy default-threads column, no RESULTS.md
-  --targets LIST       comma list of direct,haproxy,haproxy-mt,nginx,l4lb (default: all available)
+  --targets LIST       comma list of direct,haproxy,haproxy-mt,nginx,l4lb (default: all available);
+                       tcp also knows node-floor (perf/floor.mjs, the least a node:net proxy
+                       does: Node's own floor), run only when named, e.g. haproxy,node-floor,l4lb
   --workloads LIST     tcp: keepalive,close,bulk-up,bulk-down   udp: pingpong,throughput
   --connections N      wrk connections (default 50)
   --pin                taskset: load generators on CPU 0, proxies on CPU 1 (backends float)
@@ -279,9 +283,11 @@ function l4lbNote(l4lbBin) {
     : 'l4lb not measured: bin/l4lb is not in this checkout yet (or pass --l4lb PATH); run `npm install` after it lands.';
 }
 
-function chooseTargets(opts, all, l4lbBin) {
+/** all: the default targets; optional: also known, but run only when named in --targets. */
+function chooseTargets(opts, all, l4lbBin, optional = []) {
+  const known = [...all, ...optional];
   let ids = opts.targets ?? all.filter((t) => !(opts.quick && t === 'haproxy-mt'));
-  for (const t of ids) if (!all.includes(t)) throw new Error(`--targets: unknown target "${t}" (known: ${all.join(', ')})`);
+  for (const t of ids) if (!known.includes(t)) throw new Error(`--targets: unknown target "${t}" (known: ${known.join(', ')})`);
   if (!l4lbBin && ids.includes('l4lb')) {
     console.error(`perf: ${l4lbNote(l4lbBin)}`);
     ids = ids.filter((t) => t !== 'l4lb');
@@ -293,7 +299,7 @@ async function runTcp({ opts, procs, dir, ports, cpus, l4lbBin }) {
   const ALL_WORKLOADS = ['keepalive', 'close', 'bulk-up', 'bulk-down'];
   const workloads = opts.workloads ?? ALL_WORKLOADS;
   for (const w of workloads) if (!ALL_WORKLOADS.includes(w)) throw new Error(`--workloads: unknown "${w}" for tcp (known: ${ALL_WORKLOADS.join(', ')})`);
-  const ids = chooseTargets(opts, ['direct', 'haproxy', 'haproxy-mt', 'nginx', 'l4lb'], l4lbBin);
+  const ids = chooseTargets(opts, ['direct', 'haproxy', 'haproxy-mt', 'nginx', 'l4lb'], l4lbBin, ['node-floor']);
   const nproc = availableParallelism();
 
   const web = [await ports.take(), await ports.take()];
@@ -327,6 +333,13 @@ async function runTcp({ opts, procs, dir, ports, cpus, l4lbBin }) {
       // backend so iperf3's control and data connections reach the same server.
       const a = await startL4lb(procs, 'l4lb-http', l4lbBin, { listen: t.http, backends: web }, cpus.proxy);
       const b = await startL4lb(procs, 'l4lb-bulk', l4lbBin, { listen: t.bulk, backends: [iperf] }, cpus.proxy);
+      t.pids.push(a.pid, b.pid);
+      t.names = ['http', 'bulk'];
+    } else if (id === 'node-floor') {
+      // Started and measured like l4lb: one process per listener, same backends.
+      Object.assign(t, { label: 'Node floor (20-line net proxy)', short: 'node-floor', http: await ports.take(), bulk: await ports.take() });
+      const a = await startNodeFloor(procs, 'node-floor-http', { listen: t.http, backends: web }, cpus.proxy);
+      const b = await startNodeFloor(procs, 'node-floor-bulk', { listen: t.bulk, backends: [iperf] }, cpus.proxy);
       t.pids.push(a.pid, b.pid);
       t.names = ['http', 'bulk'];
     }
@@ -436,13 +449,18 @@ async function runTcp({ opts, procs, dir, ports, cpus, l4lbBin }) {
     'nginx stream: worker_processes 1, proxy_pass to the same upstreams.',
     `wrk -t1 -c${opts.connections} -d${opts.durationS}s --latency (close adds -H 'Connection: close'); iperf3 -P 1 -t ${opts.durationS} (down adds -R).`,
     ids.includes('l4lb') ? 'l4lb: `--check none --log-level warn`, one process per listener (HTTP: 2 backends round-robin; bulk: 1 backend); the RSS row shows the larger of the two.' : undefined,
+    ids.includes('node-floor')
+      ? 'node-floor: perf/floor.mjs, the least any node:net proxy does (pauseOnConnect, net.connect round-robin, `pipe` both ways; no timeouts, health, PROXY or stats); run like l4lb, one process per listener. It shows what Node\'s socket layer costs by itself on this box: node-floor/HAProxy is the share of HAProxy any node:net proxy reaches here, l4lb/node-floor how close l4lb is to that floor.'
+      : undefined,
     `Peak RSS per process (VmHWM; nginx counts master+worker as one target, largest shown): ${rssDetail.join('; ')}.`,
     '"per proxy CPU-second" = rate ÷ (proxy CPU time ÷ wall time), from /proc/PID/stat: how much work the proxy does per core-second it actually got, which other load on the box disturbs much less than the raw rate.',
     l4lbNote(l4lbBin),
     opts.pin ? 'Placement: wrk/iperf3 pinned to CPU 0, proxies to CPU 1 (taskset), backends unpinned; HAProxy default-threads unpinned.' : 'Placement: no CPU pinning (load generator, proxy and backends share both cores).',
   ].filter(Boolean);
 
-  return { mode: 'tcp', columns: targets.map((t) => ({ id: t.id, label: t.label, short: t.short })), rows, goals, notes, problems, samples };
+  // node-floor columns appear only when it was asked for (renderTable drops pairs not present).
+  const ratioAgainst = ['haproxy', 'nginx', 'direct', 'node-floor', ['node-floor', 'haproxy']];
+  return { mode: 'tcp', columns: targets.map((t) => ({ id: t.id, label: t.label, short: t.short })), rows, goals, notes, problems, samples, ratioAgainst };
 }
 
 async function runUdp({ opts, procs, dir, ports, cpus, l4lbBin }) {

@@ -27,13 +27,14 @@ const fmt = {
 
 /**
  * rows: [{ label, unit, better: 'higher'|'lower'|null, kind: keyof fmt, values: { target: number[] } }]
- * columns: [{ id, label }]; ratioAgainst: ids to compare l4lb with.
+ * columns: [{ id, label }]; ratioAgainst: ratio columns, each an id to compare l4lb with or a
+ * [numerator, denominator] pair of ids; a column is shown only when both targets are present.
  */
 export function renderTable(rows, columns, ratioAgainst) {
   const present = new Set(columns.map((c) => c.id));
-  const ratios = present.has('l4lb') ? ratioAgainst.filter((id) => present.has(id)) : [];
+  const ratios = ratioAgainst.map((r) => (Array.isArray(r) ? r : ['l4lb', r])).filter(([a, b]) => present.has(a) && present.has(b));
   const label = (id) => columns.find((c) => c.id === id)?.short ?? id;
-  const head = ['workload · metric', ...columns.map((c) => c.label), ...ratios.map((id) => `l4lb/${label(id)}`)];
+  const head = ['workload · metric', ...columns.map((c) => c.label), ...ratios.map(([a, b]) => `${label(a)}/${label(b)}`)];
   const lines = [`| ${head.join(' | ')} |`, `|${head.map((_, i) => (i === 0 ? ' --- ' : ' ---: ')).join('|')}|`];
   for (const row of rows) {
     const cells = columns.map((c) => {
@@ -44,9 +45,9 @@ export function renderTable(rows, columns, ratioAgainst) {
       const s = spreadPct(xs);
       return fmt[row.kind](m) + (Number.isFinite(s) && s >= 0.5 ? ` ±${Math.round(s)}%` : '');
     });
-    const l = median(row.values.l4lb ?? []);
-    const rcells = ratios.map((id) => {
-      const o = median(row.values[id] ?? []);
+    const rcells = ratios.map(([a, b]) => {
+      const l = median(row.values[a] ?? []);
+      const o = median(row.values[b] ?? []);
       return Number.isFinite(l) && Number.isFinite(o) && o > 0 ? `${(l / o).toFixed(2)}×` : '–';
     });
     const name = `${row.label} (${row.unit}${row.better ? `, ${row.better} is better` : ''})`;

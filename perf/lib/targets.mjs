@@ -1,7 +1,9 @@
 // Backends (nginx http, iperf3 server, sockperf server) and the targets under test (direct,
-// HAProxy, nginx stream, l4lb), each started from a config written into the run's temp dir.
+// HAProxy, nginx stream, l4lb, and on request the node-floor proxy), each started from a config
+// written into the run's temp dir.
 import { writeFileSync, mkdirSync, chmodSync, existsSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { waitListening } from './procs.mjs';
 
 export const STREAM_MODULE = '/usr/lib/nginx/modules/ngx_stream_module.so';
@@ -162,6 +164,19 @@ export function l4lbArgs(bin, { listen, backends, balance = 'round-robin', proto
 export async function startL4lb(procs, name, bin, opts, cpus) {
   const s = procs.start(name, process.execPath, l4lbArgs(bin, opts), { cpus });
   await waitListening(s, [opts.listen], { proto: opts.protocol === 'udp' ? 'udp' : 'tcp', timeoutMs: 15_000 });
+  return s;
+}
+
+/** perf/floor.mjs: the minimal node:net proxy (Node's own floor), run like l4lb, one process per listener. */
+export const FLOOR = join(dirname(fileURLToPath(import.meta.url)), '..', 'floor.mjs');
+
+export function floorArgs({ listen, backends }) {
+  return [FLOOR, '-l', `127.0.0.1:${listen}`, ...backends.flatMap((p) => ['-b', `127.0.0.1:${p}`])];
+}
+
+export async function startNodeFloor(procs, name, opts, cpus) {
+  const s = procs.start(name, process.execPath, floorArgs(opts), { cpus });
+  await waitListening(s, [opts.listen], { timeoutMs: 15_000 });
   return s;
 }
 

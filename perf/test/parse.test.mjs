@@ -3,8 +3,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { parseWrk, toMs, parseIperf, parseSockperfPingPong, parseSockperfThroughput } from '../lib/clients.mjs';
-import { median, spreadPct, renderTargets } from '../lib/report.mjs';
+import { median, spreadPct, renderTable, renderTargets } from '../lib/report.mjs';
 import { orderFor } from '../lib/order.mjs';
+import { FLOOR, floorArgs } from '../lib/targets.mjs';
+import { spawnSync } from 'node:child_process';
 
 const WRK = `Running 1s test @ http://127.0.0.1:21979/bad
   1 threads and 5 connections
@@ -93,4 +95,28 @@ test('targets: met when the ratio of medians reaches the bar; paired ratios per 
   assert.deepEqual(verdicts.map((v) => v.status), ['**met**', '**not met**', 'not measured']);
   assert.match(text, /0\.95 \/ 0\.80 \/ 0\.90/);
   assert.match(text, /0\.60 \/ –/);
+});
+
+test('ratio columns: l4lb against each present id; node-floor columns only when node-floor ran', () => {
+  const tcp = ['haproxy', 'nginx', 'direct', 'node-floor', ['node-floor', 'haproxy']];
+  const col = { haproxy: 'HAProxy', nginx: 'nginx', direct: 'direct', l4lb: 'l4lb', 'node-floor': 'node-floor' };
+  const columns = (ids) => ids.map((id) => ({ id, label: id, short: col[id] }));
+  const rows = [{ label: 'conn', unit: 'conn/s', better: 'higher', kind: 'int', values: { haproxy: [1000], nginx: [800], l4lb: [500], 'node-floor': [520] } }];
+  const head = (ids) => renderTable(rows, columns(ids), tcp).split('\n')[0];
+  const last = (ids) => renderTable(rows, columns(ids), tcp).split('\n')[2];
+  // Without node-floor: the same columns as before it existed.
+  assert.equal(head(['haproxy', 'nginx', 'l4lb']), '| workload · metric | haproxy | nginx | l4lb | l4lb/HAProxy | l4lb/nginx |');
+  assert.equal(head(['haproxy', 'nginx']), '| workload · metric | haproxy | nginx |');
+  assert.match(head(['haproxy', 'node-floor', 'l4lb']), /\| l4lb\/HAProxy \| l4lb\/node-floor \| node-floor\/HAProxy \|$/);
+  assert.match(last(['haproxy', 'node-floor', 'l4lb']), /\| 0\.50× \| 0\.96× \| 0\.52× \|$/);
+  // node-floor/HAProxy needs no l4lb column.
+  assert.match(head(['haproxy', 'node-floor']), /\| node-floor \| node-floor\/HAProxy \|$/);
+  assert.match(last(['haproxy', 'node-floor']), /\| 0\.52× \|$/);
+});
+
+test('node-floor: argv for the harness; without a backend it prints usage and exits 2', () => {
+  assert.deepEqual(floorArgs({ listen: 2000, backends: [3000, 3001] }).slice(1), ['-l', '127.0.0.1:2000', '-b', '127.0.0.1:3000', '-b', '127.0.0.1:3001']);
+  const r = spawnSync(process.execPath, [FLOOR, '-l', '127.0.0.1:2000'], { encoding: 'utf8' });
+  assert.equal(r.status, 2);
+  assert.match(r.stderr, /usage: node perf\/floor\.mjs/);
 });
