@@ -15,6 +15,13 @@ import type { NetConnectOpts, OnReadOpts, Socket } from 'node:net'
 const SMALL_BUFFER = 16 * 1024
 /** After a read fills the buffer the flow is bulk: read in Node's usual 64 KiB chunks from then on. */
 const BULK_BUFFER = 64 * 1024
+/**
+ * First buffers of finished connections, for the next ones: a new connection then allocates
+ * nothing, and V8 sees no external-memory churn (which it answers with full GCs).
+ * At most 16 MiB are kept.
+ */
+const spare: Buffer[] = []
+const MAX_SPARE = 1024
 
 /**
  * Reads a backend socket into a buffer it owns and writes each chunk to the client. Give
@@ -54,10 +61,17 @@ export class BackendReader {
     backend.resume()
   }
 
+  /** Both sockets are closed: no read or write can touch the buffer any more. */
+  release(): void {
+    const buffer = this.#buffer
+    this.#buffer = undefined
+    if (buffer !== undefined && !this.#renew && buffer.length === SMALL_BUFFER && spare.length < MAX_SPARE) spare.push(buffer)
+  }
+
   #nextBuffer(): Buffer {
     if (this.#buffer === undefined || this.#renew) {
       this.#renew = false
-      this.#buffer = Buffer.allocUnsafeSlow(this.#size)
+      this.#buffer = (this.#size === SMALL_BUFFER ? spare.pop() : undefined) ?? Buffer.allocUnsafeSlow(this.#size)
     }
     return this.#buffer
   }
@@ -130,13 +144,19 @@ export function splice(
 class Splice implements SpliceHandle {
   readonly #client: Socket
   readonly #backend: Socket
+  readonly #reader: BackendReader
   readonly #done: (result: SpliceResult) => void
   #reason: CloseReason | undefined
   #open = 2
+  #idle: IdleSweep | undefined
+  /** Bytes read on both sides at the idle sweep's last look, and when they last changed. */
+  #seen = 0
+  #activeAt = Date.now()
 
   constructor(client: Socket, backend: Socket, reader: BackendReader, limits: SpliceLimits, done: (result: SpliceResult) => void) {
     this.#client = client
     this.#backend = backend
+    this.#reader = reader
     this.#done = done
     // One set of bound handlers per connection; nothing is allocated per chunk.
     client.on('error', this.#onClientError)
@@ -146,10 +166,8 @@ class Splice implements SpliceHandle {
     client.once('close', this.#onClose)
     backend.once('close', this.#onClose)
     if (limits.idleTimeoutMs > 0) {
-      // A socket's timer is reset by reads and by writes, so the client side alone sees activity
-      // in both directions (client→backend reads it, backend→client writes it).
-      client.setTimeout(limits.idleTimeoutMs)
-      client.once('timeout', this.#onIdle)
+      this.#idle = idleSweepFor(limits.idleTimeoutMs)
+      this.#idle.add(this)
     }
     client.pipe(backend)
     reader.attach(backend, client)
@@ -185,8 +203,15 @@ class Splice implements SpliceHandle {
     else this.#client.destroy()
   }
 
-  readonly #onIdle = (): void => {
-    this.abort('idle-timeout')
+  /** Called by the idle sweep: bytes read on either side since the last look are activity. */
+  checkIdle(now: number, timeoutMs: number): void {
+    const seen = this.#client.bytesRead + this.#backend.bytesRead
+    if (seen !== this.#seen) {
+      this.#seen = seen
+      this.#activeAt = now
+    } else if (now - this.#activeAt >= timeoutMs) {
+      this.abort('idle-timeout')
+    }
   }
 
   readonly #onClose = (): void => {
@@ -197,10 +222,56 @@ class Splice implements SpliceHandle {
       if (this.#backend.destroyed && !this.#client.destroyed && !this.#backend.readableEnded) this.#client.destroy()
       return
     }
+    this.#reader.release()
+    this.#idle?.delete(this)
     this.#done({
       bytesFromClient: this.#client.bytesRead,
       bytesFromBackend: this.#backend.bytesRead,
       reason: this.#reason ?? 'client-closed',
     })
   }
+}
+
+/**
+ * Idle timeouts without a timer per connection and without work per chunk: one interval per
+ * timeout value looks at every connection's byte counters and ends those that have not moved
+ * for the whole timeout. A connection closes between `timeoutMs` and `timeoutMs` plus one
+ * interval (an eighth of the timeout, 25 ms to 5 s) after its last byte.
+ */
+class IdleSweep {
+  readonly #timeoutMs: number
+  readonly #members = new Set<Splice>()
+  #timer: NodeJS.Timeout | undefined
+
+  constructor(timeoutMs: number) {
+    this.#timeoutMs = timeoutMs
+  }
+
+  add(splice: Splice): void {
+    this.#members.add(splice)
+    if (this.#timer !== undefined) return
+    const interval = Math.min(5000, Math.max(25, Math.floor(this.#timeoutMs / 8)))
+    this.#timer = setInterval(this.#sweep, interval)
+    this.#timer.unref()
+  }
+
+  delete(splice: Splice): void {
+    this.#members.delete(splice)
+    if (this.#members.size > 0 || this.#timer === undefined) return
+    clearInterval(this.#timer)
+    this.#timer = undefined
+  }
+
+  readonly #sweep = (): void => {
+    const now = Date.now()
+    for (const splice of this.#members) splice.checkIdle(now, this.#timeoutMs)
+  }
+}
+
+const idleSweeps = new Map<number, IdleSweep>()
+
+function idleSweepFor(timeoutMs: number): IdleSweep {
+  let sweep = idleSweeps.get(timeoutMs)
+  if (sweep === undefined) idleSweeps.set(timeoutMs, (sweep = new IdleSweep(timeoutMs)))
+  return sweep
 }
