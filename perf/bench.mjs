@@ -20,6 +20,7 @@ import {
   startHaproxy,
   startNginxStream,
   startL4lb,
+  unitEnvironment,
   startNodeFloor,
   l4lbAvailable,
 } from './lib/targets.mjs';
@@ -448,7 +449,7 @@ async function runTcp({ opts, procs, dir, ports, cpus, l4lbBin }) {
     'HAProxy: mode tcp, maxconn 4000; the headline column runs nbthread 1 because l4lb is one Node thread; "default threads" is informational.',
     'nginx stream: worker_processes 1, proxy_pass to the same upstreams.',
     `wrk -t1 -c${opts.connections} -d${opts.durationS}s --latency (close adds -H 'Connection: close'); iperf3 -P 1 -t ${opts.durationS} (down adds -R).`,
-    ids.includes('l4lb') ? 'l4lb: `--check none --log-level warn`, one process per listener (HTTP: 2 backends round-robin; bulk: 1 backend); the RSS row shows the larger of the two.' : undefined,
+    ids.includes('l4lb') ? `l4lb: \`--check none --log-level warn\`, one process per listener (HTTP: 2 backends round-robin; bulk: 1 backend), with the environment of conf/l4lb.service (${Object.entries(unitEnvironment(l4lbBin)).map(([k, v]) => `${k}=${v}`).join(' ') || 'none'}); the RSS row shows the larger of the two.` : undefined,
     ids.includes('node-floor')
       ? 'node-floor: perf/floor.mjs, the least any node:net proxy does (pauseOnConnect, net.connect round-robin, `pipe` both ways; no timeouts, health, PROXY or stats); run like l4lb, one process per listener. It shows what Node\'s socket layer costs by itself on this box: node-floor/HAProxy is the share of HAProxy any node:net proxy reaches here, l4lb/node-floor how close l4lb is to that floor.'
       : undefined,

@@ -8,6 +8,8 @@
  * idle sweep per service.
  */
 import dgram, { type RemoteInfo, type Socket } from 'node:dgram'
+import { lookup as dnsLookup, type LookupOneOptions } from 'node:dns'
+import { isIP } from 'node:net'
 import type { Logger } from 'pino'
 import { canonicalIp, formatHostPort, type HostPort } from '../address/index.js'
 import { keyHash } from '../balance/index.js'
@@ -136,7 +138,7 @@ export class UdpService implements SessionOwner {
   async #bind(address: HostPort): Promise<Socket> {
     const v6 = address.family === 6 || address.host.includes(':')
     // No reuseAddr: on UDP it lets a second process steal datagrams rather than share them.
-    const socket = dgram.createSocket({ type: v6 ? 'udp6' : 'udp4', ipv6Only: false })
+    const socket = dgram.createSocket({ type: v6 ? 'udp6' : 'udp4', ipv6Only: false, lookup: literalLookup })
     try {
       await bindOnce(socket, address.host, address.port)
     } catch (err) {
@@ -402,3 +404,18 @@ function bindOnce(socket: Socket, host: string, port: number): Promise<void> {
   })
 }
 
+
+type LookupCallback = (err: NodeJS.ErrnoException | null, address: string, family: number) => void
+
+/**
+ * dgram looks up the address of every send() to an address: with the default dns.lookup even an
+ * IP literal costs a process.nextTick before the datagram leaves. Replies go to the literal
+ * address a client sent from, so answer at once and send in the same turn; anything else (never
+ * expected here) still goes to dns.lookup.
+ */
+function literalLookup(address: string, options: LookupOneOptions | number, callback: LookupCallback): void {
+  const literal = isIP(address)
+  if (literal !== 0) return callback(null, address, literal)
+  // dgram passes the socket's family as a number (the types say options)
+  dnsLookup(address, typeof options === 'number' ? { family: options } : options, callback)
+}

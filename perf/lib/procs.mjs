@@ -73,12 +73,12 @@ export class ProcessSet {
    * Start a long-running process with stdout+stderr to DIR/NAME.log.
    * cpus: optional taskset CPU list ("1"); taskset execs, so the PID stays the same.
    */
-  start(name, cmd, args, { cpus } = {}) {
+  start(name, cmd, args, { cpus, env } = {}) {
     if (this.#stopping) throw new Error(`not starting ${name}: shutting down`);
     const log = join(this.#dir, `${name}.log`);
     const fd = openSync(log, 'a');
     const [file, argv] = cpus !== undefined ? ['taskset', ['-c', String(cpus), cmd, ...args]] : [cmd, args];
-    const child = spawn(file, argv, { stdio: ['ignore', fd, fd] });
+    const child = spawn(file, argv, { stdio: ['ignore', fd, fd], env: env === undefined ? process.env : { ...process.env, ...env } });
     closeSync(fd);
     if (child.pid === undefined) throw new Error(`could not start ${name} (${cmd})`);
     const exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));

@@ -1,7 +1,7 @@
 // Backends (nginx http, iperf3 server, sockperf server) and the targets under test (direct,
 // HAProxy, nginx stream, l4lb, and on request the node-floor proxy), each started from a config
 // written into the run's temp dir.
-import { writeFileSync, mkdirSync, chmodSync, existsSync } from 'node:fs';
+import { writeFileSync, mkdirSync, chmodSync, existsSync, readFileSync } from 'node:fs';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { waitListening } from './procs.mjs';
@@ -161,8 +161,28 @@ export function l4lbArgs(bin, { listen, backends, balance = 'round-robin', proto
   ];
 }
 
+/**
+ * The `Environment=` lines of the l4lb checkout's conf/l4lb.service (glibc malloc tunables):
+ * the benchmark runs l4lb as the systemd unit does. {} when there is no unit file.
+ */
+export function unitEnvironment(bin) {
+  let text;
+  try {
+    text = readFileSync(join(dirname(bin), '..', 'conf', 'l4lb.service'), 'utf8');
+  } catch {
+    return {};
+  }
+  return parseUnitEnvironment(text);
+}
+
+export function parseUnitEnvironment(text) {
+  const env = {};
+  for (const m of text.matchAll(/^Environment=([A-Za-z_][A-Za-z0-9_]*)=(\S*)\s*$/gm)) env[m[1]] = m[2];
+  return env;
+}
+
 export async function startL4lb(procs, name, bin, opts, cpus) {
-  const s = procs.start(name, process.execPath, l4lbArgs(bin, opts), { cpus });
+  const s = procs.start(name, process.execPath, l4lbArgs(bin, opts), { cpus, env: unitEnvironment(bin) });
   await waitListening(s, [opts.listen], { proto: opts.protocol === 'udp' ? 'udp' : 'tcp', timeoutMs: 15_000 });
   return s;
 }

@@ -120,3 +120,11 @@ test('node-floor: argv for the harness; without a backend it prints usage and ex
   assert.equal(r.status, 2);
   assert.match(r.stderr, /usage: node perf\/floor\.mjs/);
 });
+
+test('l4lb runs with the Environment= lines of conf/l4lb.service (glibc malloc tunables)', async () => {
+  const { parseUnitEnvironment, unitEnvironment } = await import('../lib/targets.mjs');
+  assert.deepEqual(parseUnitEnvironment('[Service]\nEnvironment=A=1\n# Environment=B=2\nEnvironment=C=x:y=z\n'), { A: '1', C: 'x:y=z' });
+  const env = unitEnvironment(new URL('../../bin/l4lb', import.meta.url).pathname);
+  assert.match(env.GLIBC_TUNABLES ?? '', /glibc\.malloc\.trim_threshold=\d+/);
+  assert.deepEqual(unitEnvironment('/nonexistent/bin/l4lb'), {});
+});
