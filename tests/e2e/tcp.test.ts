@@ -190,6 +190,48 @@ t.test('a 64 MiB transfer each way arrives byte-exact', async (t) => {
   t.equal(line.bytesOut, SIZE)
 })
 
+t.test('backend→client bytes stay exact when writes to a stalled client go pending', async (t) => {
+  // The backend trickles small pieces (8–16 KiB, one a millisecond) of a stream with no period
+  // (each 32-bit word is its own index, mixed) to a client that reads nothing for a second: the
+  // kernel buffers fill and the balancer's writes go pending while each is smaller than its
+  // high-water mark, so it goes on reading. A read buffer reused while a write from it was
+  // still pending would show up as a wrong digest.
+  const SIZE = 8 * 1024 * 1024
+  const stream = Buffer.allocUnsafe(SIZE)
+  for (let i = 0; i < SIZE; i += 4) stream.writeUInt32LE((Math.imul(i >>> 2, 2654435761) ^ (i >>> 13)) >>> 0, i)
+  const expected = createHash('sha256').update(stream).digest('hex')
+  const source = new EchoBackend('source', (socket) => {
+    let offset = 0
+    let k = 0
+    const timer = setInterval(() => {
+      const length = Math.min(SIZE - offset, 8192 + ((k++ * 7919) % 8192))
+      socket.write(stream.subarray(offset, offset + length))
+      offset += length
+      if (offset < SIZE) return
+      clearInterval(timer)
+      socket.end()
+    }, 1)
+    socket.once('close', () => clearInterval(timer))
+  })
+  await source.start()
+  t.teardown(() => source.stop())
+  const lb = await l4lb(t, ['-b', source.address])
+  const socket = await connect(lb.ports[0]!)
+  socket.pause()
+  await sleep(1000)
+  const got = createHash('sha256')
+  let received = 0
+  socket.on('data', (c: Buffer) => {
+    got.update(c)
+    received += c.length
+  })
+  socket.resume()
+  await within(60_000, 'the whole stream', new Promise((resolve) => socket.once('end', resolve)))
+  socket.destroy()
+  t.equal(received, SIZE, `received ${SIZE} bytes`)
+  t.equal(got.digest('hex'), expected, 'digest matches')
+})
+
 t.test('a slow reader does not make the balancer buffer without bound', async (t) => {
   const firehose = new EchoBackend('firehose', (socket) => void send(socket, Buffer.alloc(1024 * 1024, 7), 512 * 1024 * 1024))
   await firehose.start()
