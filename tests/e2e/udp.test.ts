@@ -1,7 +1,8 @@
 import t, { type Test } from 'tap'
+import dgram from 'node:dgram'
 import net from 'node:net'
 import { readdir } from 'node:fs/promises'
-import { EchoBackend, closeServer, eventually, listen, spawnL4lb, whoAnswers, type L4lbProcess, type LogLine } from '../helpers/index.js'
+import { EchoBackend, closeServer, eventually, listen, spawnL4lb, whoAnswers, within, type L4lbProcess, type LogLine } from '../helpers/index.js'
 import { UdpClient, UdpEchoBackend } from '../helpers/udp.js'
 
 async function backends(t: Test, names: string[], host = '127.0.0.1', options: ConstructorParameters<typeof UdpEchoBackend>[1] = {}): Promise<UdpEchoBackend[]> {
@@ -197,6 +198,28 @@ t.test('a 65507-byte datagram crosses unchanged over IPv4, and the largest IPv6 
   const back6 = await c6.ask(big6, lb6.udpPorts[0]!, '::1')
   t.equal(back6.length, 65_527)
   t.ok(back6.equals(big6), 'identical bytes back over IPv6')
+})
+
+t.test('one UDP service on an IPv4 and an IPv6 address: each client is answered from the address it sent to', async (t) => {
+  const [b] = await backends(t, ['dual'])
+  const lb = await spawnL4lb(['-l', '127.0.0.1:0', '-l', '[::1]:0', '--protocol', 'udp', '--check', 'none', '-b', b!.address])
+  t.teardown(() => lb.stop())
+  await eventually('both UDP listeners', () => lb.udpPorts.length === 2)
+  const line = lb.logs.find((l) => l.msg === 'listening' && l.proto === 'udp')
+  const [at4, at6] = (line?.listen ?? []) as string[]
+  t.match(at4, /^127\.0\.0\.1:\d+$/, 'an IPv4 listener')
+  t.match(at6, /^\[::1\]:\d+$/, 'an IPv6 listener')
+  const [port4, port6] = lb.udpPorts as [number, number]
+  for (const [family, host, listenPort] of [[4, '127.0.0.1', port4], [6, '::1', port6]] as const) {
+    const socket = dgram.createSocket(family === 6 ? 'udp6' : 'udp4')
+    t.teardown(() => socket.close())
+    await new Promise<void>((resolve) => socket.bind(0, host, resolve))
+    const reply = new Promise<{ msg: string; from: dgram.RemoteInfo }>((resolve) => socket.once('message', (msg, from) => resolve({ msg: msg.toString(), from })))
+    socket.send(`hi over IPv${family}`, listenPort, host)
+    const { msg, from } = await within(2000, `a reply over IPv${family}`, reply)
+    t.equal(msg, `dual:hi over IPv${family}`)
+    t.same({ address: from.address, port: from.port }, { address: host, port: listenPort }, `IPv${family}: the reply comes from the address and port the client sent to`)
+  }
 })
 
 t.test('--protocol tcp,udp serves TCP and UDP clients on the one port', async (t) => {
