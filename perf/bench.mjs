@@ -25,7 +25,7 @@ import {
   l4lbAvailable,
 } from './lib/targets.mjs';
 import { runWrk, runIperf, runSockperf, udpCounters } from './lib/clients.mjs';
-import { renderTable, renderTargets, appendResults } from './lib/report.mjs';
+import { renderTable, renderTargets, appendResults, RATIO_COLUMNS } from './lib/report.mjs';
 import { orderFor } from './lib/order.mjs';
 
 const PERF_DIR = dirname(fileURLToPath(import.meta.url));
@@ -41,8 +41,9 @@ const USAGE = `Usage: perf/run [tcp|udp] [options]        (npm run bench -- [opt
   --reps N             repetitions; target order alternates each repetition; median reported (default 3)
   --quick              smoke run (~1 min): 3s x 1 rep, no HAProxy default-threads column, no RESULTS.md
   --targets LIST       comma list of direct,haproxy,haproxy-mt,nginx,l4lb (default: all available);
-                       tcp also knows node-floor (perf/floor.mjs, the least a node:net proxy
-                       does: Node's own floor), run only when named, e.g. haproxy,node-floor,l4lb
+                       also node-floor (perf/floor.mjs, the least a node:net proxy does, or in
+                       udp a node:dgram session proxy: Node's own floor), run only when named,
+                       e.g. haproxy,node-floor,l4lb or udp --targets nginx,node-floor,l4lb
   --workloads LIST     tcp: keepalive,close,bulk-up,bulk-down   udp: pingpong,throughput
   --connections N      wrk connections (default 50)
   --pin                taskset: load generators on CPU 0, proxies on CPU 1 (backends float)
@@ -460,15 +461,14 @@ async function runTcp({ opts, procs, dir, ports, cpus, l4lbBin }) {
   ].filter(Boolean);
 
   // node-floor columns appear only when it was asked for (renderTable drops pairs not present).
-  const ratioAgainst = ['haproxy', 'nginx', 'direct', 'node-floor', ['node-floor', 'haproxy']];
-  return { mode: 'tcp', columns: targets.map((t) => ({ id: t.id, label: t.label, short: t.short })), rows, goals, notes, problems, samples, ratioAgainst };
+  return { mode: 'tcp', columns: targets.map((t) => ({ id: t.id, label: t.label, short: t.short })), rows, goals, notes, problems, samples, ratioAgainst: RATIO_COLUMNS.tcp };
 }
 
 async function runUdp({ opts, procs, dir, ports, cpus, l4lbBin }) {
   const ALL = ['pingpong', 'throughput'];
   const workloads = opts.workloads ?? ALL;
   for (const w of workloads) if (!ALL.includes(w)) throw new Error(`--workloads: unknown "${w}" for udp (known: ${ALL.join(', ')})`);
-  const ids = chooseTargets(opts, ['direct', 'nginx', 'l4lb'], l4lbBin);
+  const ids = chooseTargets(opts, ['direct', 'nginx', 'l4lb'], l4lbBin, ['node-floor']);
   const back = [await ports.take(), await ports.take()];
   const skipped = [];
   await startSockperfServer(procs, 'backend-sockperf-1', back[0], cpus.backend);
@@ -495,6 +495,12 @@ async function runUdp({ opts, procs, dir, ports, cpus, l4lbBin }) {
         skipped.push(why);
         continue;
       }
+    }
+    if (id === 'node-floor') {
+      // Started and measured like l4lb --protocol udp: one process, the same two backends.
+      Object.assign(t, { label: 'Node floor (dgram session proxy)', short: 'node-floor', port: await ports.take() });
+      const s = await startNodeFloor(procs, 'node-floor-udp', { listen: t.port, backends: back, protocol: 'udp' }, cpus.proxy);
+      t.pids.push(s.pid);
     }
     targets.push(t);
   }
@@ -563,10 +569,14 @@ async function runUdp({ opts, procs, dir, ports, cpus, l4lbBin }) {
     'Backends: two `sockperf server` on 127.0.0.1; direct goes to the first. RTT is a full round trip (`--full-rtt`).',
     'Delivered = (sent − kernel-wide UDP RcvbufErrors delta) / duration: every drop on loopback is a full receive buffer at the proxy or a backend socket.',
     'No UDP targets from the issue; HAProxy has no UDP proxy, so nginx stream is the reference.',
+    ids.includes('node-floor')
+      ? 'node-floor: perf/floor.mjs --protocol udp, the least a node:dgram session proxy does (one listener; per client address:port a dgram socket connect()ed to a backend round-robin, datagrams queued until the connect completes, replies sent from the listener; no idle timeout, limits, buffer sizing or health); run like l4lb, one process. node-floor/nginx is the share of nginx stream any node:dgram proxy reaches here, l4lb/node-floor how close l4lb is to that floor.'
+      : undefined,
     l4lbNote(l4lbBin),
     ...skipped,
   ].filter(Boolean);
-  return { mode: 'udp', columns: targets.map((t) => ({ id: t.id, label: t.label, short: t.short })), rows, goals: [], notes, problems, samples, ratioAgainst: ['nginx', 'direct'] };
+  // node-floor columns appear only when it was asked for (renderTable drops pairs not present).
+  return { mode: 'udp', columns: targets.map((t) => ({ id: t.id, label: t.label, short: t.short })), rows, goals: [], notes, problems, samples, ratioAgainst: RATIO_COLUMNS.udp };
 }
 
 function finish(opts, report) {

@@ -26,6 +26,16 @@ const fmt = {
 };
 
 /**
+ * The ratio columns of each mode (renderTable's ratioAgainst). node-floor's appear only when it
+ * ran (renderTable drops pairs whose targets are not both present), so tables without it are
+ * unchanged.
+ */
+export const RATIO_COLUMNS = {
+  tcp: ['haproxy', 'nginx', 'direct', 'node-floor', ['node-floor', 'haproxy']],
+  udp: ['nginx', 'direct', 'node-floor', ['node-floor', 'nginx']],
+};
+
+/**
  * rows: [{ label, unit, better: 'higher'|'lower'|null, kind: keyof fmt, values: { target: number[] } }]
  * columns: [{ id, label }]; ratioAgainst: ratio columns, each an id to compare l4lb with or a
  * [numerator, denominator] pair of ids; a column is shown only when both targets are present.

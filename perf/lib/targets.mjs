@@ -187,16 +187,19 @@ export async function startL4lb(procs, name, bin, opts, cpus) {
   return s;
 }
 
-/** perf/floor.mjs: the minimal node:net proxy (Node's own floor), run like l4lb, one process per listener. */
+/**
+ * perf/floor.mjs: the minimal node:net proxy (Node's own floor), run like l4lb, one process per
+ * listener; with protocol 'udp' the minimal node:dgram session proxy.
+ */
 export const FLOOR = join(dirname(fileURLToPath(import.meta.url)), '..', 'floor.mjs');
 
-export function floorArgs({ listen, backends }) {
-  return [FLOOR, '-l', `127.0.0.1:${listen}`, ...backends.flatMap((p) => ['-b', `127.0.0.1:${p}`])];
+export function floorArgs({ listen, backends, protocol }) {
+  return [FLOOR, ...(protocol ? ['--protocol', protocol] : []), '-l', `127.0.0.1:${listen}`, ...backends.flatMap((p) => ['-b', `127.0.0.1:${p}`])];
 }
 
 export async function startNodeFloor(procs, name, opts, cpus) {
   const s = procs.start(name, process.execPath, floorArgs(opts), { cpus });
-  await waitListening(s, [opts.listen], { timeoutMs: 15_000 });
+  await waitListening(s, [opts.listen], { proto: opts.protocol === 'udp' ? 'udp' : 'tcp', timeoutMs: 15_000 });
   return s;
 }
 

@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { parseWrk, toMs, parseIperf, parseSockperfPingPong, parseSockperfThroughput } from '../lib/clients.mjs';
-import { median, spreadPct, renderTable, renderTargets } from '../lib/report.mjs';
+import { median, spreadPct, renderTable, renderTargets, RATIO_COLUMNS } from '../lib/report.mjs';
 import { orderFor } from '../lib/order.mjs';
 import { FLOOR, floorArgs } from '../lib/targets.mjs';
 import { spawnSync } from 'node:child_process';
@@ -98,7 +98,7 @@ test('targets: met when the ratio of medians reaches the bar; paired ratios per 
 });
 
 test('ratio columns: l4lb against each present id; node-floor columns only when node-floor ran', () => {
-  const tcp = ['haproxy', 'nginx', 'direct', 'node-floor', ['node-floor', 'haproxy']];
+  const tcp = RATIO_COLUMNS.tcp;
   const col = { haproxy: 'HAProxy', nginx: 'nginx', direct: 'direct', l4lb: 'l4lb', 'node-floor': 'node-floor' };
   const columns = (ids) => ids.map((id) => ({ id, label: id, short: col[id] }));
   const rows = [{ label: 'conn', unit: 'conn/s', better: 'higher', kind: 'int', values: { haproxy: [1000], nginx: [800], l4lb: [500], 'node-floor': [520] } }];
@@ -114,11 +114,42 @@ test('ratio columns: l4lb against each present id; node-floor columns only when 
   assert.match(last(['haproxy', 'node-floor']), /\| 0\.52× \|$/);
 });
 
+test('udp ratio columns: l4lb/nginx and l4lb/direct as before; node-floor columns only when node-floor ran', () => {
+  const col = { nginx: 'nginx', direct: 'direct', l4lb: 'l4lb', 'node-floor': 'node-floor' };
+  const columns = (ids) => ids.map((id) => ({ id, label: id, short: col[id] }));
+  const rows = [{ label: 'rt', unit: '1/s', better: 'higher', kind: 'int', values: { direct: [4000], nginx: [2000], l4lb: [1500], 'node-floor': [1200] } }];
+  const lines = (ids) => renderTable(rows, columns(ids), RATIO_COLUMNS.udp).split('\n');
+  // Without node-floor: the table a udp run printed before node-floor existed for it.
+  assert.equal(lines(['direct', 'nginx', 'l4lb'])[0], '| workload · metric | direct | nginx | l4lb | l4lb/nginx | l4lb/direct |');
+  assert.match(lines(['direct', 'nginx', 'l4lb'])[2], /\| 0\.75× \| 0\.38× \|$/);
+  assert.equal(lines(['direct', 'nginx', 'node-floor', 'l4lb'])[0], '| workload · metric | direct | nginx | node-floor | l4lb | l4lb/nginx | l4lb/direct | l4lb/node-floor | node-floor/nginx |');
+  assert.match(lines(['direct', 'nginx', 'node-floor', 'l4lb'])[2], /\| 0\.75× \| 0\.38× \| 1\.25× \| 0\.60× \|$/);
+  // node-floor/nginx needs no l4lb column (perf/run udp --targets nginx,node-floor).
+  assert.equal(lines(['nginx', 'node-floor'])[0], '| workload · metric | nginx | node-floor | node-floor/nginx |');
+  assert.match(lines(['nginx', 'node-floor'])[2], /\| 0\.60× \|$/);
+  // No HAProxy pair in udp.
+  assert.doesNotMatch(lines(['nginx', 'node-floor', 'l4lb'])[0], /HAProxy|haproxy/);
+});
+
 test('node-floor: argv for the harness; without a backend it prints usage and exits 2', () => {
   assert.deepEqual(floorArgs({ listen: 2000, backends: [3000, 3001] }).slice(1), ['-l', '127.0.0.1:2000', '-b', '127.0.0.1:3000', '-b', '127.0.0.1:3001']);
   const r = spawnSync(process.execPath, [FLOOR, '-l', '127.0.0.1:2000'], { encoding: 'utf8' });
   assert.equal(r.status, 2);
   assert.match(r.stderr, /usage: node perf\/floor\.mjs/);
+});
+
+test('node-floor udp: argv carries --protocol udp; usage errors exit 2 before any socket opens', () => {
+  assert.deepEqual(floorArgs({ listen: 2000, backends: [3000, 3001], protocol: 'udp' }).slice(1), ['--protocol', 'udp', '-l', '127.0.0.1:2000', '-b', '127.0.0.1:3000', '-b', '127.0.0.1:3001']);
+  for (const args of [
+    ['--protocol', 'udp', '-l', '127.0.0.1:2000'], // no backend
+    ['--protocol', 'udp', '-b', '127.0.0.1:3000'], // no listener
+    ['--protocol', 'sctp', '-l', '127.0.0.1:2000', '-b', '127.0.0.1:3000'], // unknown protocol
+    ['-l', '127.0.0.1:2000', '-b', '127.0.0.1:3000', '--protocol'], // no protocol value
+  ]) {
+    const r = spawnSync(process.execPath, [FLOOR, ...args], { encoding: 'utf8', timeout: 10_000 });
+    assert.equal(r.status, 2, args.join(' '));
+    assert.match(r.stderr, /usage: node perf\/floor\.mjs \[--protocol tcp\|udp\]/);
+  }
 });
 
 test('l4lb runs with the Environment= lines of conf/l4lb.service (glibc malloc tunables)', async () => {
