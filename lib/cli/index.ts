@@ -224,13 +224,16 @@ function installReload(runtime: Runtime, opts: FlagValues): void {
 }
 
 /** SIGTERM/SIGINT: drain gracefully; a second signal exits at once. */
-export function installSignals(runtime: Runtime, flush: () => void, drainTimeoutMs: number, beforeExit?: () => unknown): void {
+export function installSignals(runtime: Runtime, flush: (timeoutMs?: number) => Promise<void>, drainTimeoutMs: number, beforeExit?: () => unknown): void {
   let stopping = false
+  const exit = (code: number, flushMs?: number): void => {
+    void flush(flushMs).then(() => process.exit(code))
+  }
   const onSignal = (signal: NodeJS.Signals): void => {
     if (stopping) {
       runtime.logger.warn({ signal }, 'second signal: exiting now')
-      flush()
-      process.exit(1)
+      exit(1, 100)
+      return
     }
     stopping = true
     void sdNotify('STOPPING=1')
@@ -239,13 +242,11 @@ export function installSignals(runtime: Runtime, flush: () => void, drainTimeout
       async () => {
         await beforeExit?.()
         runtime.logger.info('stopped')
-        flush()
-        process.exit(0)
+        exit(0)
       },
       (err: unknown) => {
         runtime.logger.error({ err }, 'error while stopping')
-        flush()
-        process.exit(1)
+        exit(1)
       },
     )
   }

@@ -13,8 +13,15 @@ const SKIP = new Set(['level', 'time', 'pid', 'hostname', 'msg'])
 
 /** Formats pino's JSON lines as `HH:MM:SS LEVEL msg key=value …`. */
 export class PrettyStream implements DestinationStream {
-  constructor(private readonly out: NodeJS.WritableStream = process.stdout) {}
+  #broken = false
+  constructor(private readonly out: NodeJS.WritableStream = process.stdout) {
+    // a terminal or pipe that went away (EPIPE) loses the lines, never the process
+    out.on('error', () => {
+      this.#broken = true
+    })
+  }
   write(line: string): void {
+    if (this.#broken) return
     let o: Record<string, unknown>
     try {
       o = JSON.parse(line) as Record<string, unknown>
@@ -34,24 +41,42 @@ export class PrettyStream implements DestinationStream {
 
 export interface LoggerHandle {
   readonly logger: Logger
-  /** Writes out what is buffered; call before process.exit. */
-  flush(): void
+  /**
+   * Writes out what is buffered, then resolves; call before process.exit. Never hangs: it
+   * gives up after `timeoutMs`, and a stdout whose reader has gone (EPIPE) drops what is left.
+   */
+  flush(timeoutMs?: number): Promise<void>
 }
+
+const FLUSH_TIMEOUT_MS = 1000
 
 export function createLogger(config: LogConfig, stream?: DestinationStream): LoggerHandle {
   const options = { level: config.level, base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.epochTime }
-  if (stream) return { logger: pino(options, stream), flush: () => {} }
-  if (config.format === 'pretty') return { logger: pino(options, new PrettyStream()), flush: () => {} }
+  if (stream) return { logger: pino(options, stream), flush: () => Promise.resolve() }
+  if (config.format === 'pretty') return { logger: pino(options, new PrettyStream()), flush: () => Promise.resolve() }
   const destination = pino.destination({ dest: 1, sync: false })
+  // A log reader that went away must cost us the log lines, not the process: no crash on the
+  // 'error', and no flushSync at exit (sonic-boom retries EPIPE there forever).
+  let broken = false
+  destination.on('error', () => {
+    broken = true
+  })
   const logger = pino(options, destination)
+  let flushed: Promise<void> | undefined
   return {
     logger,
-    flush: () => {
-      try {
-        destination.flushSync()
-      } catch {
-        // stdout already closed (EPIPE): nothing left to save.
-      }
-    },
+    // once: a second stop signal while the first one flushes waits for the same end()
+    flush: (timeoutMs = FLUSH_TIMEOUT_MS) =>
+      (flushed ??= new Promise<void>((resolve) => {
+        if (broken) return resolve()
+        const timer = setTimeout(resolve, timeoutMs)
+        const done = (): void => {
+          clearTimeout(timer)
+          resolve()
+        }
+        destination.once('close', done)
+        destination.once('error', done)
+        destination.end()
+      })),
   }
 }

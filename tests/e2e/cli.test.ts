@@ -1,6 +1,7 @@
 import t from 'tap'
 import net from 'node:net'
-import { EchoBackend, connect, eventually, listen, closeServer, readLine, runL4lb, spawnL4lb, within } from '../helpers/index.js'
+import { spawn } from 'node:child_process'
+import { BIN, EchoBackend, connect, eventually, listen, closeServer, nodeCommand, readLine, runL4lb, spawnL4lb, within } from '../helpers/index.js'
 
 // Each bad input gets exit code 2 and exactly one line that names the flag and the value.
 const badFlags: Array<[string[], string]> = [
@@ -93,4 +94,29 @@ t.test('out of file descriptors (EMFILE): keeps running, logs, recovers when fds
   s.destroy()
   const warnings = lb.logs.filter((l) => l.code === 'EMFILE')
   t.ok(warnings.length <= 5, `rate-limited: ${warnings.length} warning lines`)
+})
+
+t.test('SIGTERM still exits 0 promptly when the log reader has gone (stdout EPIPE)', async (t) => {
+  const backend = await new EchoBackend('a').start()
+  t.teardown(() => backend.stop())
+  const [cmd, ...args] = nodeCommand(BIN, '-l', '127.0.0.1:0', '--check', 'none', '-b', backend.address)
+  const child = spawn(cmd!, args, { stdio: ['ignore', 'pipe', 'ignore'] })
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
+  t.teardown(() => void child.kill('SIGKILL'))
+  const port = await within(15_000, 'the listening line', new Promise<number>((resolve) => {
+    let text = ''
+    child.stdout.on('data', (c: Buffer) => {
+      text += c.toString()
+      const m = /"listen":\["127\.0\.0\.1:(\d+)"\]/.exec(text)
+      if (m) resolve(Number(m[1]))
+    })
+  }))
+  // The reader goes away; the next lines (this connection's) meet a broken pipe.
+  child.stdout.destroy()
+  const socket = await connect(port)
+  t.equal(await readLine(socket), 'a', 'still serving after its stdout broke')
+  socket.end()
+  await new Promise((resolve) => socket.once('close', resolve))
+  child.kill('SIGTERM')
+  t.equal(await within(5_000, 'exit after SIGTERM', exited), 0, 'exits 0 within 5 s')
 })

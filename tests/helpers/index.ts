@@ -67,12 +67,12 @@ export interface SpawnOptions {
   prefix?: string[]
 }
 
-/** Starts bin/l4lb with JSON logs on stdout; use `-l 127.0.0.1:0` and read `ports`. */
 /** argv to run a Node script without tap's injected hooks. */
 export function nodeCommand(...args: string[]): string[] {
   return ['env', '-u', 'NODE_OPTIONS', process.execPath, ...args]
 }
 
+/** Starts bin/l4lb with JSON logs on stdout; use `-l 127.0.0.1:0` and read `ports`. */
 export async function spawnL4lb(args: string[], options: SpawnOptions = {}): Promise<L4lbProcess> {
   const argv = [...(options.prefix ?? []), ...nodeCommand(BIN, ...args)]
   const proc = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], env: childEnv(options.env) })
