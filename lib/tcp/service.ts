@@ -371,7 +371,7 @@ class TcpConnection {
     this.attempts++
     this.backend = backend
     const reader = new BackendReader()
-    const upstream = net.connect(reader.connectOptions({ host: backend.address, port: backend.port, allowHalfOpen: true, noDelay: true }))
+    const upstream = net.connect({ host: backend.address, port: backend.port, allowHalfOpen: true, noDelay: true, onread: reader.onread })
     this.#upstream = upstream
     this.#reader = reader
     // Before the connect completes the socket has no activity, so its idle timer is the

@@ -9,7 +9,7 @@
  * that is most of what a proxy reads (responses, downloads). Client → backend goes through
  * pipe(): net.Server offers no `onread` for accepted sockets.
  */
-import type { NetConnectOpts, OnReadOpts, Socket } from 'node:net'
+import type { OnReadOpts, Socket } from 'node:net'
 
 /** A reader's first buffer: one page-sized chunk of typical request/response traffic. */
 const SMALL_BUFFER = 16 * 1024
@@ -25,7 +25,7 @@ const MAX_SPARE = 1024
 
 /**
  * Reads a backend socket into a buffer it owns and writes each chunk to the client. Give
- * `connectOptions` to net.connect; hand the reader to splice() once connected.
+ * `onread` to net.connect; hand the reader to splice() once connected.
  *
  * A chunk is written from the reader's buffer itself. When the client's socket takes the whole
  * write at once (the common case) the buffer is free again for the next read; when the write is
@@ -44,11 +44,6 @@ export class BackendReader {
   #early: Buffer[] | undefined
 
   readonly onread: OnReadOpts = { buffer: () => this.#nextBuffer(), callback: (n, buf) => this.#onRead(n, buf as Buffer) }
-
-  /** Options for net.connect. */
-  connectOptions(options: NetConnectOpts): NetConnectOpts {
-    return { ...options, onread: this.onread }
-  }
 
   /** Starts writing to the client; called by splice(). */
   attach(backend: Socket, client: Socket): void {
@@ -127,7 +122,7 @@ export interface SpliceHandle {
 
 /**
  * Preconditions: both sockets are connected, created with allowHalfOpen, and have no 'data'
- * listeners; `backend` was created with `reader.connectOptions()`; `client` may be paused
+ * listeners; `backend` was created with `onread: reader.onread`; `client` may be paused
  * (pauseOnConnect) — piping resumes it. Bytes the client sent before this call are still in its
  * socket buffer and are forwarded first.
  */

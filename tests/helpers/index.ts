@@ -117,14 +117,7 @@ export async function spawnL4lb(args: string[], options: SpawnOptions = {}): Pro
       if (found) return Promise.resolve(found)
       return within(timeoutMs, `log line: ${what}`, new Promise<LogLine>((resolve) => waiters.push({ match, resolve })))
     },
-    async stop(graceMs = 3000) {
-      if (proc.exitCode !== null || proc.signalCode !== null) return proc.exitCode
-      proc.kill('SIGTERM')
-      const timer = setTimeout(() => proc.kill('SIGKILL'), graceMs)
-      const code = await exited
-      clearTimeout(timer)
-      return code
-    },
+    stop: (graceMs = 3000) => stopChild(proc, exited, graceMs),
     exited,
   }
   if (options.waitListening !== false) {
@@ -140,6 +133,30 @@ export async function spawnL4lb(args: string[], options: SpawnOptions = {}): Pro
     }
   }
   return handle
+}
+
+/** SIGTERM, then SIGKILL after `graceMs`; resolves with the exit code (at once if already gone). */
+export async function stopChild<T>(proc: ChildProcess, exited: Promise<T>, graceMs = 3000): Promise<T | number | null> {
+  if (proc.exitCode !== null || proc.signalCode !== null) return proc.exitCode
+  proc.kill('SIGTERM')
+  const timer = setTimeout(() => proc.kill('SIGKILL'), graceMs)
+  const result = await exited
+  clearTimeout(timer)
+  return result
+}
+
+/**
+ * Starts a peer program (HAProxy, nginx) for an interop test, collects its stdout and stderr
+ * for error messages, and stops it when the test ends.
+ */
+export function spawnPeer(t: { teardown(fn: () => unknown): void }, cmd: string, args: string[]): { proc: ChildProcess; output: () => string } {
+  const proc = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] })
+  let output = ''
+  proc.stdout!.setEncoding('utf8').on('data', (c: string) => (output += c))
+  proc.stderr!.setEncoding('utf8').on('data', (c: string) => (output += c))
+  const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()))
+  t.teardown(() => stopChild(proc, exited))
+  return { proc, output: () => output }
 }
 
 /** Runs bin/l4lb to completion (for flag errors); bounded. */

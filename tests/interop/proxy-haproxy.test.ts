@@ -2,12 +2,11 @@
 // HAProxy's header and the backend behind l4lb sees the original client. Behind (`bind ...
 // accept-proxy`): HAProxy believes l4lb's header and re-sends it (`send-proxy`) to a test
 // backend, whose source must be l4lb's client. Skips cleanly when haproxy is not installed.
-import { spawn } from 'node:child_process'
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
-import { connect, readLine, spawnL4lb, within } from '../helpers/index.js'
+import { connect, readLine, spawnL4lb, spawnPeer, within } from '../helpers/index.js'
 import { ProxyBackend, freePort, waitConnectable } from '../helpers/proxy.js'
 
 const HAPROXY = '/usr/sbin/haproxy'
@@ -54,24 +53,12 @@ backend to_test_backend
   server be 127.0.0.1:${backend.port} send-proxy
 `,
   )
-  const haproxy = spawn(HAPROXY, ['-f', cfg, '-db'], { stdio: ['ignore', 'pipe', 'pipe'] })
-  let haproxyOut = ''
-  haproxy.stdout.setEncoding('utf8').on('data', (c: string) => (haproxyOut += c))
-  haproxy.stderr.setEncoding('utf8').on('data', (c: string) => (haproxyOut += c))
-  const exited = new Promise<void>((resolve) => haproxy.once('exit', () => resolve()))
-  t.teardown(async () => {
-    if (haproxy.exitCode === null && haproxy.signalCode === null) {
-      haproxy.kill('SIGTERM')
-      const timer = setTimeout(() => haproxy.kill('SIGKILL'), 3000)
-      await exited
-      clearTimeout(timer)
-    }
-  })
+  const haproxy = spawnPeer(t, HAPROXY, ['-f', cfg, '-db'])
   try {
     await waitConnectable(frontPort)
     await waitConnectable(behindPort)
   } catch (err) {
-    throw new Error(`haproxy did not start: ${String(err)}\n${haproxyOut}`)
+    throw new Error(`haproxy did not start: ${String(err)}\n${haproxy.output()}`)
   }
 
   t.test('accept: HAProxy sends v2 to l4lb; l4lb logs and forwards the real client', async (t) => {

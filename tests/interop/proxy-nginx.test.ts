@@ -2,12 +2,11 @@
 // answers with the client address it learned from the header ($proxy_protocol_addr): proof that
 // what we send is what a widely deployed receiver understands, v1 and v2, IPv4 and IPv6.
 // Skips cleanly when nginx or its stream module is not installed.
-import { spawn } from 'node:child_process'
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
-import { connect, readLine, spawnL4lb, within } from '../helpers/index.js'
+import { connect, readLine, spawnL4lb, spawnPeer, within } from '../helpers/index.js'
 import { canUseIPv6, freePort, waitConnectable } from '../helpers/proxy.js'
 
 const NGINX = '/usr/sbin/nginx'
@@ -37,23 +36,12 @@ stream {
 }
 `,
   )
-  const nginx = spawn(NGINX, ['-p', dir, '-c', join(dir, 'nginx.conf'), '-g', 'daemon off;'], { stdio: ['ignore', 'ignore', 'pipe'] })
-  let nginxErr = ''
-  nginx.stderr.setEncoding('utf8').on('data', (c: string) => (nginxErr += c))
-  const nginxExited = new Promise<void>((resolve) => nginx.once('exit', () => resolve()))
-  t.teardown(async () => {
-    if (nginx.exitCode === null && nginx.signalCode === null) {
-      nginx.kill('SIGTERM')
-      const timer = setTimeout(() => nginx.kill('SIGKILL'), 3000)
-      await nginxExited
-      clearTimeout(timer)
-    }
-  })
+  const nginx = spawnPeer(t, NGINX, ['-p', dir, '-c', join(dir, 'nginx.conf'), '-g', 'daemon off;'])
   try {
     await waitConnectable(port4)
   } catch (err) {
     const log = existsSync(join(dir, 'error.log')) ? readFileSync(join(dir, 'error.log'), 'utf8') : ''
-    throw new Error(`nginx did not start: ${String(err)}\n${nginxErr}\n${log}`)
+    throw new Error(`nginx did not start: ${String(err)}\n${nginx.output()}\n${log}`)
   }
 
   for (const version of ['v1', 'v2'] as const) {
