@@ -29,8 +29,11 @@ if (unavailable) {
     t.equal(up.reason, 'first check passed')
     t.equal(prober.isUp(1), true)
 
+    // Wait from before the stop: pg_ctl -w returns only after its own polling, and 3 failed
+    // checks 50 ms apart can mark the backend down before it does.
+    const downEvent = log.next((e) => e.to === 'down', 10_000, 'the down event')
     await pg.stop()
-    const down = await log.next((e) => e.to === 'down', 10_000, 'the down event')
+    const down = await downEvent
     // A check caught mid-shutdown may fail otherwise; once stopped, connects are refused.
     t.match(down.reason, /^3 consecutive failed checks \(last: /)
     t.equal(prober.history(1).at(-1)?.error, 'ECONNREFUSED')
