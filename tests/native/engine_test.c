@@ -1,0 +1,488 @@
+/*
+ * The native engine without Node: real loopback sockets through l4_engine, built with
+ * AddressSanitizer and UBSan (tests/native/Makefile). Each case names what it proves; any
+ * failed CHECK exits 1 with the line.
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../../lib/native/src/engine.h"
+#include "../../lib/native/src/proxy.h"
+
+static int failures;
+#define CHECK(cond)                                                            \
+  do {                                                                         \
+    if (!(cond)) {                                                             \
+      fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
+      failures++;                                                              \
+      return;                                                                  \
+    }                                                                          \
+  } while (0)
+
+static uint64_t now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static int count_fds(void) {
+  DIR *d = opendir("/proc/self/fd");
+  int n = 0;
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL) n++;
+  closedir(d);
+  return n;
+}
+
+static void hex(char *out, const uint8_t *b, size_t n) {
+  for (size_t i = 0; i < n; i++) sprintf(out + i * 2, "%02x", b[i]);
+}
+
+/* ---- a backend: echo, or "capture the first bytes then echo" ---------------------------- */
+
+struct backend {
+  int fd;
+  uint16_t port;
+  pthread_t thread;
+  int stop;
+  uint8_t first[256];
+  size_t first_length;
+  pthread_mutex_t lock;
+};
+
+static void *echo_conn(void *arg) {
+  struct backend *b = ((void **)arg)[0];
+  int fd = (int)(intptr_t)((void **)arg)[1];
+  free(arg);
+  char buf[8192];
+  int first = 1;
+  for (;;) {
+    ssize_t n = recv(fd, buf, sizeof buf, 0);
+    if (n <= 0) break;
+    if (first) {
+      pthread_mutex_lock(&b->lock);
+      b->first_length = (size_t)n < sizeof b->first ? (size_t)n : sizeof b->first;
+      memcpy(b->first, buf, b->first_length);
+      pthread_mutex_unlock(&b->lock);
+      first = 0;
+    }
+    ssize_t off = 0;
+    while (off < n) {
+      ssize_t w = send(fd, buf + off, (size_t)(n - off), MSG_NOSIGNAL);
+      if (w <= 0) goto done;
+      off += w;
+    }
+  }
+  shutdown(fd, SHUT_WR);
+done:
+  close(fd);
+  return NULL;
+}
+
+static void *backend_main(void *arg) {
+  struct backend *b = arg;
+  for (;;) {
+    struct pollfd p = {b->fd, POLLIN, 0};
+    if (poll(&p, 1, 50) <= 0) {
+      if (__atomic_load_n(&b->stop, __ATOMIC_ACQUIRE)) return NULL;
+      continue;
+    }
+    int fd = accept(b->fd, NULL, NULL);
+    if (fd < 0) continue;
+    void **args = malloc(2 * sizeof(void *));
+    args[0] = b;
+    args[1] = (void *)(intptr_t)fd;
+    pthread_t t;
+    pthread_create(&t, NULL, echo_conn, args);
+    pthread_detach(t);
+  }
+}
+
+static void backend_start(struct backend *b) {
+  memset(b, 0, sizeof *b);
+  pthread_mutex_init(&b->lock, NULL);
+  b->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000001)};
+  bind(b->fd, (struct sockaddr *)&a, sizeof a);
+  listen(b->fd, 512);
+  socklen_t len = sizeof a;
+  getsockname(b->fd, (struct sockaddr *)&a, &len);
+  b->port = ntohs(a.sin_port);
+  pthread_create(&b->thread, NULL, backend_main, b);
+}
+
+static void backend_stop(struct backend *b) {
+  __atomic_store_n(&b->stop, 1, __ATOMIC_RELEASE);
+  pthread_join(b->thread, NULL);
+  close(b->fd);
+  usleep(50 * 1000); /* detached echo threads finish their close */
+}
+
+/* A port nothing listens on: bound, never listening, then closed. */
+static uint16_t dead_port(void) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000001)};
+  bind(fd, (struct sockaddr *)&a, sizeof a);
+  socklen_t len = sizeof a;
+  getsockname(fd, (struct sockaddr *)&a, &len);
+  close(fd);
+  return ntohs(a.sin_port);
+}
+
+static l4_entry entry_for(uint16_t port, int32_t slot) {
+  l4_entry e;
+  memset(&e, 0, sizeof e);
+  struct sockaddr_in *in = (struct sockaddr_in *)&e.addr;
+  in->sin_family = AF_INET;
+  in->sin_addr.s_addr = htonl(0x7f000001);
+  in->sin_port = htons(port);
+  e.addr_length = sizeof *in;
+  e.slot = slot;
+  return e;
+}
+
+/* ---- records ---------------------------------------------------------------------------- */
+
+static l4_record seen[65536];
+static size_t seen_count;
+
+static void drain(l4_engine *e) {
+  seen_count += l4_engine_drain(e, seen + seen_count, sizeof seen / sizeof seen[0] - seen_count);
+}
+
+static const l4_record *wait_record(l4_engine *e, int kind, uint32_t service, size_t from) {
+  uint64_t until = now_ms() + 5000;
+  while (now_ms() < until) {
+    drain(e);
+    for (size_t i = from; i < seen_count; i++)
+      if (seen[i].kind == kind && (kind == L4_REC_GEN_DONE || seen[i].service_id == service)) return &seen[i];
+    usleep(2000);
+  }
+  return NULL;
+}
+
+static int client_connect(uint16_t port, uint32_t src) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  /* own 127.x source: a port-0 client must not collide with a reuseport listener group */
+  struct sockaddr_in from = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(src)};
+  bind(fd, (struct sockaddr *)&from, sizeof from);
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000001), .sin_port = htons(port)};
+  if (connect(fd, (struct sockaddr *)&a, sizeof a) < 0) {
+    close(fd);
+    return -1;
+  }
+  struct timeval tv = {5, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  return fd;
+}
+
+static l4_service_config default_config(void) {
+  l4_service_config c = {.connect_timeout_ms = 1000, .idle_timeout_ms = 0, .retries = 2, .max_conns = 0};
+  return c;
+}
+
+/*
+ * Two entries; a 7-slot "maglev" table whose slots 0-5 go to entry `owner` and slot 6 to the
+ * other (as in real tables every entry owns a slot, so a retry's walk finds it). The test
+ * clients 127.0.0.2-6 hash to slots 0, 2, 5, 2, 4.
+ */
+static void publish(l4_service *svc, l4_counters *counters, const l4_service_config *cfg, l4_entry *entries, uint32_t n, int owner) {
+  int32_t table[7];
+  for (int i = 0; i < 7; i++) table[i] = i == 6 ? 1 - owner : owner;
+  l4_pick_data pick = {.algorithm = L4_ALG_MAGLEV, .table = table, .table_length = n ? 7 : 0};
+  int rc = l4_service_publish(svc, counters, cfg, &pick, entries, n);
+  if (rc != 0) {
+    fprintf(stderr, "publish failed %d\n", rc);
+    exit(1);
+  }
+}
+
+static uint16_t listen_on(l4_service *svc) {
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000001)};
+  struct sockaddr_storage bound;
+  int rc = l4_service_listen(svc, (struct sockaddr *)&a, sizeof a, 512, &bound);
+  if (rc != 0) {
+    fprintf(stderr, "listen failed: %s\n", strerror(rc));
+    exit(1);
+  }
+  return ntohs(((struct sockaddr_in *)&bound)->sin_port);
+}
+
+/* ---- cases ------------------------------------------------------------------------------- */
+
+static void test_hash_and_headers(void) {
+  CHECK(l4_murmur3("", 0, 0) == 0);
+  CHECK(l4_murmur3("a", 1, 0) == 1009084850u);
+  CHECK(l4_murmur3("10.0.0.1", 8, 0) == 3963167075u);
+  CHECK(l4_murmur3("10.0.0.1:5555", 13, 0) == 3662261089u);
+  CHECK(l4_murmur3("2001:db8::1", 11, 0) == 3320267662u);
+  CHECK(l4_murmur3("10.0.0.1", 8, 0x9747b28c) == 2519544688u);
+  CHECK(l4_fmix32(12345) == 1011272156u);
+  /* expected bytes from lib/proxy-protocol encodeV1/encodeV2 for the same inputs */
+  l4_endpoint src4 = {4, {10, 1, 2, 3}, 40000}, dst4 = {4, {127, 0, 0, 1}, 8080};
+  l4_endpoint src6 = {16, {0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1}, 40000};
+  uint8_t out[L4_MAX_HEADER];
+  char text[L4_MAX_HEADER * 2 + 1];
+  size_t n = l4_proxy_v1(out, &src4, &dst4);
+  hex(text, out, n);
+  CHECK(strcmp(text, "50524f585920544350342031302e312e322e33203132372e302e302e3120343030303020383038300d0a") == 0);
+  n = l4_proxy_v1(out, &src6, &dst4);
+  hex(text, out, n);
+  CHECK(strcmp(text, "50524f5859205443503620323030313a6462383a3a31203a3a666666663a376630303a3120343030303020383038300d0a") == 0);
+  n = l4_proxy_v2(out, &src4, &dst4, "AbCdEfGhIjKlMnOp", 1);
+  hex(text, out, n);
+  CHECK(strcmp(text, "0d0a0d0a000d0a515549540a211100260a0102037f0000019c401f900500104162436445664768496a4b6c4d6e4f70030004804eef0c") == 0);
+  n = l4_proxy_v2(out, &src6, &dst4, "AbCdEfGhIjKlMnOp", 0);
+  hex(text, out, n);
+  CHECK(strcmp(text, "0d0a0d0a000d0a515549540a2121003720010db800000000000000000000000100000000000000000000ffff7f0000019c401f900500104162436445664768496a4b6c4d6e4f70") == 0);
+}
+
+/* 256 KiB up, half-close from the client, the echo comes back, then the backend's FIN. */
+static void test_echo(l4_engine *e, struct backend *b) {
+  l4_service *svc = l4_service_new(e, 1);
+  l4_counters *counters = l4_counters_new(e, 2, 1);
+  l4_entry entries[2] = {entry_for(b->port, 0), entry_for(b->port, 1)};
+  l4_service_config cfg = default_config();
+  publish(svc, counters, &cfg, entries, 2, 1);
+  uint16_t port = listen_on(svc);
+  size_t from = seen_count;
+  int fd = client_connect(port, 0x7f000002);
+  CHECK(fd >= 0);
+  enum { SIZE = 256 * 1024 };
+  char *data = malloc(SIZE), *back = malloc(SIZE);
+  for (int i = 0; i < SIZE; i++) data[i] = (char)(i * 7);
+  size_t sent = 0, got = 0;
+  while (got < SIZE) {
+    if (sent < SIZE) {
+      ssize_t w = send(fd, data + sent, SIZE - sent > 8192 ? 8192 : SIZE - sent, MSG_DONTWAIT);
+      if (w > 0) sent += (size_t)w;
+      if (sent == SIZE) shutdown(fd, SHUT_WR);
+    }
+    ssize_t r = recv(fd, back + got, SIZE - got, MSG_DONTWAIT);
+    if (r > 0) got += (size_t)r;
+    else if (r == 0) break;
+    else usleep(200);
+  }
+  CHECK(got == SIZE && memcmp(data, back, SIZE) == 0);
+  char tail;
+  CHECK(recv(fd, &tail, 1, 0) == 0); /* the backend's FIN passed on */
+  close(fd);
+  free(data);
+  free(back);
+  const l4_record *r = wait_record(e, L4_REC_CLOSE, 1, from);
+  CHECK(r != NULL);
+  CHECK(r->reason == L4_CLIENT_CLOSED);
+  CHECK(r->bytes_in == SIZE && r->bytes_out == SIZE);
+  CHECK(r->slot == 1 && r->attempts == 1);
+  CHECK(strcmp(r->client_ip, "127.0.0.2") == 0);
+  CHECK(l4_service_active(svc) == 0);
+  CHECK(l4_counters_active(counters)[1] == 0);
+  uint64_t stats[L4_STAT_COUNT];
+  l4_service_stats(svc, stats);
+  CHECK(stats[L4_STAT_ACCEPTED] == 1 && stats[L4_STAT_CLOSED] == 1);
+  l4_service_stop_accepting(svc);
+  CHECK(client_connect(port, 0x7f000002) < 0); /* nothing listens any more */
+  l4_service_release(svc);
+  l4_counters_release(counters);
+}
+
+/* The picked backend refuses: a passive failure, then the next pick serves the client. */
+static void test_retry_and_proxy_header(l4_engine *e, struct backend *b) {
+  l4_service *svc = l4_service_new(e, 2);
+  l4_counters *counters = l4_counters_new(e, 2, 2);
+  l4_entry entries[2] = {entry_for(dead_port(), 0), entry_for(b->port, 1)};
+  l4_service_config cfg = default_config();
+  cfg.proxy_version = 2;
+  cfg.proxy_crc32c = 1;
+  publish(svc, counters, &cfg, entries, 2, 0);
+  uint16_t port = listen_on(svc);
+  size_t from = seen_count;
+  int fd = client_connect(port, 0x7f000003);
+  CHECK(fd >= 0);
+  CHECK(send(fd, "ping", 4, 0) == 4);
+  char buf[256];
+  size_t got = 0;
+  while (got < 4 + 54) {
+    ssize_t r = recv(fd, buf + got, sizeof buf - got, 0);
+    if (r <= 0) break;
+    got += (size_t)r;
+  }
+  /* the echo returns the header the backend got, then ping */
+  if (got != 58) fprintf(stderr, "got %zu\n", got);
+  CHECK(got == 54 + 4);
+  CHECK(memcmp(buf + 54, "ping", 4) == 0);
+  close(fd);
+  const l4_record *fail = wait_record(e, L4_REC_CONNECT_FAIL, 2, from);
+  CHECK(fail != NULL && fail->error == ECONNREFUSED && fail->slot == 0);
+  const l4_record *r = wait_record(e, L4_REC_CLOSE, 2, from);
+  CHECK(r != NULL && r->attempts == 2 && r->slot == 1);
+  CHECK(r->bytes_in == 4); /* the header is ours, not the client's */
+  l4_endpoint src = {4, {127, 0, 0, 3}, (uint16_t)r->client_port}, dst = {4, {127, 0, 0, 1}, port};
+  uint8_t expect[L4_MAX_HEADER];
+  size_t n = l4_proxy_v2(expect, &src, &dst, r->id, 1);
+  CHECK(n == 54 && memcmp(buf, expect, n) == 0);
+  uint64_t stats[L4_STAT_COUNT];
+  l4_service_stats(svc, stats);
+  CHECK(stats[L4_STAT_CONNECT_FAILURES] == 1 && stats[L4_STAT_RETRIES] == 1);
+  l4_service_stop_accepting(svc);
+  l4_service_release(svc);
+  l4_counters_release(counters);
+}
+
+/* max-conns, no backend, idle timeout, close-all, on-down shutdown of one slot. */
+static void test_limits(l4_engine *e, struct backend *b) {
+  l4_service *svc = l4_service_new(e, 3);
+  l4_counters *counters = l4_counters_new(e, 2, 3);
+  l4_entry entries[2] = {entry_for(b->port, 0), entry_for(b->port, 1)};
+  l4_service_config cfg = default_config();
+  cfg.max_conns = 1;
+  cfg.idle_timeout_ms = 150;
+  publish(svc, counters, &cfg, entries, 2, 0);
+  uint16_t port = listen_on(svc);
+  size_t from = seen_count;
+  int one = client_connect(port, 0x7f000004);
+  CHECK(one >= 0);
+  CHECK(send(one, "x", 1, 0) == 1);
+  char c;
+  CHECK(recv(one, &c, 1, 0) == 1);
+  int two = client_connect(port, 0x7f000004);
+  CHECK(two >= 0);
+  CHECK(recv(two, &c, 1, 0) <= 0); /* refused: closed at once */
+  close(two);
+  CHECK(wait_record(e, L4_REC_MAX_CONNS, 3, from) != NULL);
+  /* the first goes idle and is closed by the wheel */
+  uint64_t start = now_ms();
+  CHECK(recv(one, &c, 1, 0) == 0);
+  CHECK(now_ms() - start >= 100);
+  close(one);
+  const l4_record *r = wait_record(e, L4_REC_CLOSE, 3, from);
+  CHECK(r != NULL && r->reason == L4_IDLE_TIMEOUT);
+
+  /* close-all and shutdown-slot */
+  cfg.max_conns = 0;
+  cfg.idle_timeout_ms = 0;
+  publish(svc, counters, &cfg, entries, 2, 1);
+  from = seen_count;
+  int three = client_connect(port, 0x7f000005);
+  CHECK(send(three, "y", 1, 0) == 1);
+  CHECK(recv(three, &c, 1, 0) == 1);
+  CHECK(l4_counters_active(counters)[1] == 1);
+  l4_service_shutdown_slot(svc, counters, 0, L4_BACKEND_DOWN); /* another slot: untouched */
+  l4_service_shutdown_slot(svc, counters, 1, L4_BACKEND_DOWN);
+  CHECK(recv(three, &c, 1, 0) <= 0);
+  close(three);
+  r = wait_record(e, L4_REC_CLOSE, 3, from);
+  CHECK(r != NULL && r->reason == L4_BACKEND_DOWN);
+  from = seen_count;
+  int four = client_connect(port, 0x7f000005);
+  CHECK(send(four, "z", 1, 0) == 1);
+  CHECK(recv(four, &c, 1, 0) == 1);
+  l4_service_close_all(svc, L4_SHUTDOWN);
+  CHECK(recv(four, &c, 1, 0) <= 0);
+  close(four);
+  r = wait_record(e, L4_REC_CLOSE, 3, from);
+  CHECK(r != NULL && r->reason == L4_SHUTDOWN);
+
+  /* nothing usable */
+  publish(svc, counters, &cfg, NULL, 0, 0);
+  from = seen_count;
+  int five = client_connect(port, 0x7f000006);
+  CHECK(recv(five, &c, 1, 0) <= 0);
+  close(five);
+  r = wait_record(e, L4_REC_CLOSE, 3, from);
+  CHECK(r != NULL && r->reason == L4_NO_BACKEND && r->slot == -1);
+  l4_service_stop_accepting(svc);
+  l4_service_release(svc);
+  l4_counters_release(counters);
+  /* every snapshot of generation 3 is gone once reclaimed */
+  l4_engine_reclaim(e);
+  CHECK(wait_record(e, L4_REC_GEN_DONE, 0, from) != NULL);
+}
+
+/* Resets both ways, early closes, many connections: fds back to baseline. */
+static void test_churn(l4_engine *e, struct backend *b) {
+  l4_service *svc = l4_service_new(e, 4);
+  l4_counters *counters = l4_counters_new(e, 2, 4);
+  l4_entry entries[2] = {entry_for(b->port, 0), entry_for(dead_port(), 1)};
+  l4_service_config cfg = default_config();
+  publish(svc, counters, &cfg, entries, 2, 0);
+  uint16_t port = listen_on(svc);
+  int baseline = count_fds();
+  size_t from = seen_count;
+  enum { N = 600 };
+  for (int i = 0; i < N; i++) {
+    int fd = client_connect(port, 0x7f000010 + (uint32_t)(i % 200));
+    if (fd < 0) continue;
+    switch (i % 4) {
+      case 0: /* early close */
+        break;
+      case 1: { /* reset from the client */
+        struct linger lg = {1, 0};
+        send(fd, "abc", 3, 0);
+        setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+        break;
+      }
+      case 2: { /* a round trip, then half-close */
+        char c;
+        send(fd, "q", 1, 0);
+        recv(fd, &c, 1, 0);
+        shutdown(fd, SHUT_WR);
+        recv(fd, &c, 1, 0);
+        break;
+      }
+      default: /* send and leave */
+        send(fd, "hello", 5, 0);
+        break;
+    }
+    close(fd);
+  }
+  uint64_t until = now_ms() + 10000;
+  while (l4_service_active(svc) > 0 && now_ms() < until) usleep(5000);
+  CHECK(l4_service_active(svc) == 0);
+  drain(e);
+  size_t closes = 0;
+  for (size_t i = from; i < seen_count; i++)
+    if (seen[i].kind == L4_REC_CLOSE && seen[i].service_id == 4) closes++;
+  CHECK(closes == N);
+  CHECK(l4_counters_active(counters)[0] == 0);
+  usleep(100 * 1000);
+  CHECK(count_fds() <= baseline);
+  l4_service_stop_accepting(svc);
+  l4_service_release(svc);
+  l4_counters_release(counters);
+}
+
+int main(void) {
+  test_hash_and_headers();
+  char error[256];
+  l4_engine *e = l4_engine_new(2, NULL, NULL, error, sizeof error);
+  if (!e) {
+    fprintf(stderr, "engine: %s\n", error);
+    return 1;
+  }
+  struct backend b;
+  backend_start(&b);
+  test_echo(e, &b);
+  test_retry_and_proxy_header(e, &b);
+  test_limits(e, &b);
+  test_churn(e, &b);
+  l4_engine_free(e);
+  backend_stop(&b);
+  if (failures) {
+    fprintf(stderr, "engine_test: %d failure(s)\n", failures);
+    return 1;
+  }
+  printf("engine_test: ok\n");
+  return 0;
+}
