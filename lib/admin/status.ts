@@ -10,6 +10,8 @@ export interface Status {
     protocols: readonly string[]
     listen: string[]
     balance: string
+    plane: 'native' | 'node'
+    planeWhy: string
     usableBackends: number
     usingBackups: boolean
     activeConnections: number
@@ -39,6 +41,8 @@ export function statusOf(runtime: Runtime): Status {
       protocols: h.config.protocols,
       listen: (h.tcp ?? h.udp)?.addresses().map((a) => formatHostPort(a.host, a.port)) ?? h.config.listen.map((l) => formatHostPort(l.host, l.port)),
       balance: h.config.balance,
+      plane: h.plane.plane,
+      planeWhy: h.plane.why,
       usableBackends: h.pool.usableCount,
       usingBackups: h.pool.usingBackups,
       activeConnections: h.activeConnections,

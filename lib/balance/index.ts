@@ -11,7 +11,7 @@ import { ring } from './ring.js'
 import { roundRobin } from './round-robin.js'
 import type { Algorithm } from './types.js'
 
-export type { Algorithm, BalanceEntry, Picker } from './types.js'
+export type { Algorithm, BalanceEntry, PickData, Picker } from './types.js'
 export { fmix32, keyHash, murmur3, SEED_KEY, SEED_OFFSET, SEED_SKIP } from './hash.js'
 export { MAX_WEIGHT, MIN_WEIGHT } from './entries.js'
 export {

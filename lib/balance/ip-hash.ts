@@ -9,7 +9,7 @@
  */
 import { countExcluded, greatestCommonDivisor, orderByName, validateEntries } from './entries.js'
 import { fmix32 } from './hash.js'
-import type { Algorithm, BalanceEntry, Picker } from './types.js'
+import type { Algorithm, BalanceEntry, PickData, Picker } from './types.js'
 
 /**
  * Rehash attempts before the linear scan. Each attempt lands on an excluded backend with odds
@@ -40,6 +40,10 @@ class IpHashPicker implements Picker {
   constructor(slots: Int32Array, entryCount: number) {
     this.#slots = slots
     this.#entryCount = entryCount
+  }
+
+  exportPickData(): PickData {
+    return { algorithm: 'ip-hash', table: this.#slots }
   }
 
   pick(hash: number, exclude?: ReadonlySet<number> | null): number {

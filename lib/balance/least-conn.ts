@@ -10,7 +10,7 @@
  * tied candidate: equal backends take turns, as HAProxy falls back to round-robin among equals.
  */
 import { orderByName, validateEntries } from './entries.js'
-import type { Algorithm, BalanceEntry, Picker } from './types.js'
+import type { Algorithm, BalanceEntry, PickData, Picker } from './types.js'
 
 class LeastConnPicker implements Picker {
   /** Entry indices in name order, so the rotation among equals is the same on every instance. */
@@ -30,6 +30,10 @@ class LeastConnPicker implements Picker {
       this.#weights[rank] = entry?.weight ?? 1
     }
     this.#active = active
+  }
+
+  exportPickData(): PickData {
+    return { algorithm: 'least-conn', order: this.#order, weights: this.#weights, slots: this.#slots }
   }
 
   pick(_hash: number, exclude?: ReadonlySet<number> | null): number {

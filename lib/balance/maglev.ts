@@ -13,7 +13,7 @@
  */
 import { countExcluded, orderByName, validateEntries } from './entries.js'
 import { murmur3, SEED_OFFSET, SEED_SKIP } from './hash.js'
-import type { Algorithm, BalanceEntry, Picker } from './types.js'
+import type { Algorithm, BalanceEntry, PickData, Picker } from './types.js'
 
 /** Katran's and Envoy's default: prime, and ~100× a few hundred backends (the paper's M ≫ N). */
 export const DEFAULT_TABLE_SIZE = 65_537
@@ -101,6 +101,10 @@ class MaglevPicker implements Picker {
   constructor(table: Int32Array, entryCount: number) {
     this.#table = table
     this.#entryCount = entryCount
+  }
+
+  exportPickData(): PickData {
+    return { algorithm: 'maglev', table: this.#table }
   }
 
   pick(hash: number, exclude?: ReadonlySet<number> | null): number {

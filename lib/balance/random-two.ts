@@ -9,7 +9,7 @@
  * keeps tests and incident replays exact. Entries are kept in name order for the same reason.
  */
 import { orderByName, validateEntries } from './entries.js'
-import type { Algorithm, BalanceEntry, Picker } from './types.js'
+import type { Algorithm, BalanceEntry, PickData, Picker } from './types.js'
 
 /** Any non-zero value works; xorshift's only fixed point is 0. */
 const PRNG_SEED = 0x2545f491
@@ -43,6 +43,13 @@ class RandomTwoPicker implements Picker {
     }
     this.#totalWeight = total
     this.#active = active
+  }
+
+  exportPickData(): PickData {
+    return {
+      algorithm: 'random-two', order: this.#order, weights: this.#weights, slots: this.#slots, ends: this.#ends,
+      totalWeight: this.#totalWeight,
+    }
   }
 
   /** A uniform integer in [0, bound) by multiply-shift; exact while bound < 2^21 (8192 × 256). */

@@ -24,7 +24,7 @@
  */
 import { countExcluded, orderByName, validateEntries } from './entries.js'
 import { murmur3, SEED_OFFSET } from './hash.js'
-import type { Algorithm, BalanceEntry, Picker } from './types.js'
+import type { Algorithm, BalanceEntry, PickData, Picker } from './types.js'
 
 export const POINTS_PER_WEIGHT = 1024
 export const MAX_RING_POINTS = 2 ** 18
@@ -91,6 +91,10 @@ class RingPicker implements Picker {
     this.#points = ring.points
     this.#owners = ring.owners
     this.#entryCount = entryCount
+  }
+
+  exportPickData(): PickData {
+    return { algorithm: 'ring', table: this.#owners, points: this.#points }
   }
 
   pick(hash: number, exclude?: ReadonlySet<number> | null): number {

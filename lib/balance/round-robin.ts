@@ -9,15 +9,15 @@
  * set of (name, weight) and two instances given the same set send the same order.
  */
 import { orderByName, validateEntries } from './entries.js'
-import type { Algorithm, BalanceEntry, Picker } from './types.js'
+import type { Algorithm, BalanceEntry, PickData, Picker } from './types.js'
 
 class RoundRobinPicker implements Picker {
   /** Entry indices in name order; every other array is indexed by this rank. */
-  readonly #order: Int32Array
-  readonly #weights: Int32Array
+  #order: Int32Array
+  #weights: Int32Array
   /** |current| stays below the total weight (≤ 256 · N), well inside an Int32. */
-  readonly #current: Int32Array
-  readonly #totalWeight: number
+  #current: Int32Array
+  #totalWeight: number
 
   constructor(entries: readonly BalanceEntry[]) {
     this.#order = orderByName(entries)
@@ -30,6 +30,22 @@ class RoundRobinPicker implements Picker {
       total += weight
     }
     this.#totalWeight = total
+  }
+
+  /**
+   * One period of the sequence a fresh picker makes: after total-weight picks every `current` is
+   * back to 0 (each entry won exactly `weight` times), so the sequence repeats exactly and a
+   * plane can step through it with one shared position.
+   */
+  exportPickData(): PickData {
+    const fresh = new RoundRobinPicker([])
+    fresh.#order = this.#order
+    fresh.#weights = this.#weights
+    fresh.#current = new Int32Array(this.#order.length)
+    fresh.#totalWeight = this.#totalWeight
+    const table = new Int32Array(this.#totalWeight)
+    for (let i = 0; i < table.length; i++) table[i] = fresh.pick(0)
+    return { algorithm: 'round-robin', table }
   }
 
   pick(_hash: number, exclude?: ReadonlySet<number> | null): number {

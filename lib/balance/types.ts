@@ -14,7 +14,28 @@ export interface BalanceEntry {
   readonly slot: number
 }
 
+/**
+ * What a picker hands to another data plane so it can make the same picks (DESIGN "Two data
+ * planes": the control plane computes, the data plane indexes). Indices are entry indices, as
+ * pick() returns; rank-indexed arrays are in name order. lib/native's lookups read exactly this.
+ */
+export interface PickData {
+  readonly algorithm: 'maglev' | 'ring' | 'ip-hash' | 'round-robin' | 'least-conn' | 'random-two'
+  /** Maglev table, ip-hash slots, ring owners, or one period of the smooth-WRR sequence. */
+  readonly table?: Int32Array
+  /** Ring: the sorted points `table` is parallel to. */
+  readonly points?: Uint32Array
+  /** least-conn, random-two: entry index, weight, counter slot (and P2C's cumulative weight) per rank. */
+  readonly order?: Int32Array
+  readonly weights?: Int32Array
+  readonly slots?: Int32Array
+  readonly ends?: Int32Array
+  readonly totalWeight?: number
+}
+
 export interface Picker {
+  /** The lookup data another plane needs to pick as this picker does (from a fresh state). */
+  exportPickData(): PickData
   /**
    * Returns an index into the `entries` the picker was built from, or -1 when every entry is
    * excluded (or there are none). `hash` is the connection's key hash (see hash.ts), computed

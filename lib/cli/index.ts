@@ -6,6 +6,7 @@
 import { createRequire } from 'node:module'
 import { Command, CommanderError, Option } from 'commander'
 import { applyFlagOverrides, configFromFlags, ConfigErrors, type Config, type FlagValues } from '../config/index.js'
+import { choosePlane, planeProblem } from '../native/index.js'
 import { ConfigFileError, loadConfigFile } from '../config/file.js'
 import { AdminServer } from '../admin/index.js'
 import { adminCommand, statusCommand } from './admin-client.js'
@@ -89,6 +90,8 @@ function addRunOptions(cmd: Command): Command {
     .option('--udp-max-sessions <n>', 'udp: sessions per service; new flows beyond it are dropped (default 100000)')
     .option('--udp-buffer <size>', 'udp: receive/send buffer of listening sockets, e.g. 4MiB (default 4MiB)')
     .option('--udp-keep-sessions', 'udp: keep sessions on a backend marked down until idle (default: move them)')
+    .option('--data-plane <auto|native|node>', 'TCP data plane: native = C engine threads (if built), node = node:net (default auto)')
+    .option('--threads <n>', 'native plane engine threads, 0 = one per CPU (default 0)')
     .option('--name <name>', 'service name in logs and metrics (default "default")')
     .option('--resolve-interval <duration>', 're-resolve backend hostnames and srv: names this often, 0 = never (default 30s)')
     .option('--resolver <ip[:port]>', 'DNS server for backend names, repeatable (default: the system resolver)', collect)
@@ -127,7 +130,13 @@ export function buildProgram(): Command {
     .requiredOption('-c, --config <file>', 'YAML config file')
     .action((opts: { config: string }) => {
       const config = loadConfigFile(opts.config)
+      const planeError = planeProblem(config)
+      if (planeError !== undefined) throw new ExitError(EXIT_USAGE, planeError)
       process.stdout.write(`${opts.config}: ok (${config.services.length} service${config.services.length === 1 ? '' : 's'}: ${config.services.map((s) => s.name).join(', ')})\n`)
+      for (const s of config.services) {
+        const choice = choosePlane(s, config.dataPlane)
+        process.stdout.write(`  ${s.name}: ${choice.plane} plane (${choice.why})\n`)
+      }
     })
 
   program
@@ -175,6 +184,8 @@ function loadConfig(opts: FlagValues): Config {
 
 async function runCommand(opts: FlagValues): Promise<void> {
   const config = loadConfig(opts)
+  const planeError = planeProblem(config)
+  if (planeError !== undefined) throw new ExitError(EXIT_USAGE, planeError)
   const { logger, flush } = createLogger(config.log)
   const runtime = await Runtime.start(config, logger)
   let admin: AdminServer | undefined

@@ -39,4 +39,7 @@ export const DEFAULTS = {
     jitterRatio: 0.1,
   },
   log: { level: 'info', format: 'json' },
+  dataPlane: 'auto',
+  /** 0 = one native engine thread per CPU. */
+  threads: 0,
 } as const

@@ -9,7 +9,7 @@ import { ConfigErrors, validateConfig, yamlKeyName, type RawConfig } from './ind
 import type { Path } from './service.js'
 import type { Config } from './types.js'
 
-export const TOP_KEYS = ['services', 'admin', 'log', 'resolvers'] as const
+export const TOP_KEYS = ['services', 'admin', 'log', 'resolvers', 'dataPlane', 'threads'] as const
 
 export interface FileProblem {
   readonly line: number

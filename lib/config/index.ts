@@ -6,7 +6,7 @@ import { formatHostPort, parseHostPort } from '../address/index.js'
 import type { ConfigError } from '../errors.js'
 import { DEFAULTS } from './defaults.js'
 import { checkUnknownKeys, Problems, validateService, type Path } from './service.js'
-import type { AdminConfig, Config, LogFormat, LogLevel, ServiceConfig } from './types.js'
+import type { AdminConfig, Config, DataPlaneName, LogFormat, LogLevel, ServiceConfig } from './types.js'
 
 export * from './types.js'
 export { DEFAULTS } from './defaults.js'
@@ -16,6 +16,7 @@ export { Problems, validateService, parseBytes, parseBackendSpec, type Path, typ
 
 const LOG_LEVELS: readonly LogLevel[] = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']
 const LOG_FORMATS: readonly LogFormat[] = ['json', 'pretty']
+const DATA_PLANE_NAMES: readonly DataPlaneName[] = ['auto', 'native', 'node']
 
 /** Flag names for config paths, so flag errors name the flag the user typed. */
 const FLAG_OF: Record<string, string> = {
@@ -30,7 +31,7 @@ const FLAG_OF: Record<string, string> = {
   'health.expect': '--check-expect', 'health.httpPath': '--check-http-path', 'health.httpStatus': '--check-http-status',
   'health.fastInterval': '--fast-interval', 'health.downInterval': '--down-interval', 'health.sendProxy': '--check-send-proxy', 'health.flapDamping': '--flap-damping',
   'log.level': '--log-level', 'log.format': '--log-format', 'admin.listen': '--admin', 'admin.tokenFile': '--admin-token-file',
-  resolveInterval: '--resolve-interval', resolvers: '--resolver',
+  resolveInterval: '--resolve-interval', resolvers: '--resolver', dataPlane: '--data-plane', threads: '--threads',
   udpIdleTimeout: '--udp-idle-timeout', udpResponses: '--udp-responses', udpMaxSessions: '--udp-max-sessions',
   udpBuffer: '--udp-buffer', udpKeepOnDown: '--udp-keep-sessions',
 }
@@ -63,6 +64,8 @@ export interface RawConfig {
   admin?: unknown
   log?: unknown
   resolvers?: unknown
+  dataPlane?: unknown
+  threads?: unknown
 }
 
 /**
@@ -88,8 +91,16 @@ export function validateConfig(raw: RawConfig, keyOf: (path: Path) => string, fa
   const resolverList = Array.isArray(raw.resolvers) ? raw.resolvers : raw.resolvers === undefined ? [] : [raw.resolvers]
   const resolvers = resolverList.map((r, i) => resolverAddress(r) ?? problems.add(Array.isArray(raw.resolvers) ? ['resolvers', i] : ['resolvers'], r, 'must be an IP address with an optional port, e.g. "127.0.0.1" or "[::1]:53"') ?? '')
 
+  const dataPlane = raw.dataPlane ?? DEFAULTS.dataPlane
+  if (typeof dataPlane !== 'string' || !(DATA_PLANE_NAMES as readonly string[]).includes(dataPlane)) problems.add(['dataPlane'], raw.dataPlane, `must be one of ${DATA_PLANE_NAMES.join(', ')}`)
+  const threadsRaw = raw.threads ?? DEFAULTS.threads
+  const threads = typeof threadsRaw === 'string' && /^\d+$/.test(threadsRaw) ? Number(threadsRaw) : threadsRaw
+  if (typeof threads !== 'number' || !Number.isInteger(threads) || threads < 0 || threads > 256) problems.add(['threads'], raw.threads, 'must be an integer 0-256 (0 = one per CPU)')
   if (problems.list.length > 0) throw new ConfigErrors(problems.list)
-  return { services, log: { level: level as LogLevel, format: format as LogFormat }, admin, resolvers }
+  return {
+    services, log: { level: level as LogLevel, format: format as LogFormat }, admin, resolvers,
+    dataPlane: dataPlane as DataPlaneName, threads: threads as number,
+  }
 }
 
 /** A DNS server: an IP literal, with `:port` (default 53). */
@@ -200,6 +211,8 @@ export interface FlagValues {
   udpMaxSessions?: string
   udpBuffer?: string
   udpKeepSessions?: boolean
+  dataPlane?: string
+  threads?: string
 }
 
 export function serviceFromFlags(f: FlagValues): Record<string, unknown> {
@@ -232,7 +245,10 @@ function adminFromFlags(f: FlagValues): unknown {
 }
 
 export function configFromFlags(f: FlagValues): Config {
-  const raw = { services: [serviceFromFlags(f)], admin: adminFromFlags(f), log: { level: f.logLevel, format: f.logFormat }, resolvers: f.resolver, fromFlags: true }
+  const raw = {
+    services: [serviceFromFlags(f)], admin: adminFromFlags(f), log: { level: f.logLevel, format: f.logFormat }, resolvers: f.resolver,
+    dataPlane: f.dataPlane, threads: f.threads, fromFlags: true,
+  }
   return validateConfig(raw, flagName)
 }
 
@@ -247,6 +263,8 @@ export function applyFlagOverrides(raw: RawConfig, f: FlagValues): string | unde
   raw.log = log
   if (f.admin !== undefined) raw.admin = adminFromFlags(f)
   if (f.resolver !== undefined) raw.resolvers = f.resolver
+  if (f.dataPlane !== undefined) raw.dataPlane = f.dataPlane
+  if (f.threads !== undefined) raw.threads = f.threads
   const service = serviceFromFlags(f)
   const health = service.health as Record<string, unknown>
   if (Object.keys(health).length === 0) delete service.health

@@ -101,8 +101,14 @@ export interface AdminConfig {
   readonly tokenFile: string | undefined
 }
 
+/** Which data plane carries TCP services (README "Data planes"); `auto` = native where it can. */
+export type DataPlaneName = 'auto' | 'native' | 'node'
+
 export interface Config {
   readonly services: readonly ServiceConfig[]
+  readonly dataPlane: DataPlaneName
+  /** Native plane engine threads; 0 = one per CPU. */
+  readonly threads: number
   readonly log: LogConfig
   /** Undefined = no admin endpoint (the default). */
   readonly admin: AdminConfig | undefined

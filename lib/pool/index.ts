@@ -4,7 +4,7 @@
  * usable set rebuilds the picker and swaps one reference, and `usableCount` is computed then —
  * nobody asks "is anything up?" by calling a stateful pick (nodejs/undici#4839).
  */
-import { resolveAlgorithm, type Algorithm, type BalanceEntry, type Picker } from '../balance/index.js'
+import { resolveAlgorithm, type Algorithm, type BalanceEntry, type PickData, type Picker } from '../balance/index.js'
 import type { BackendConfig } from '../config/index.js'
 
 /** Operator-set state; `enabled` defers to health. */
@@ -80,6 +80,18 @@ export interface PoolOptions {
   readonly addresses: readonly string[]
   /** Health at start: true when there is no prober (check type none). */
   readonly initiallyUp: boolean
+  /**
+   * The live active-connection counts, when a data plane keeps them itself (the native plane's
+   * shared counters); one Int32 per backend. Default: a plain array the node plane updates.
+   */
+  readonly active?: Int32Array
+}
+
+/** What a data plane needs to pick as this pool does: the usable backends and the picker's data. */
+export interface PoolPickData {
+  /** Indexed like the picker's entries: the address dialed and the backend's counter slot. */
+  readonly entries: ReadonlyArray<{ readonly address: string; readonly port: number; readonly slot: number }>
+  readonly pick: PickData
 }
 
 type Listener = (change: StateChange) => void
@@ -97,6 +109,7 @@ export class Pool {
   #usingBackups = false
   readonly #listeners: Listener[] = []
   readonly #passiveListeners: PassiveListener[] = []
+  readonly #rebuildListeners: Array<() => void> = []
 
   constructor(options: PoolOptions) {
     const algorithm = resolveAlgorithm(options.balance)
@@ -104,7 +117,10 @@ export class Pool {
     this.#algorithm = algorithm
     this.name = options.name
     this.backends = options.backends.map((b, i) => new Backend(i, b, options.addresses[i] ?? b.host, options.initiallyUp))
-    this.active = new Int32Array(this.backends.length)
+    if (options.active !== undefined && options.active.length !== this.backends.length) {
+      throw new RangeError(`pool ${options.name}: active array of ${options.active.length} for ${this.backends.length} backends`)
+    }
+    this.active = options.active ?? new Int32Array(this.backends.length)
     this.#picker = this.#rebuild()
   }
 
@@ -150,6 +166,29 @@ export class Pool {
   connectionOpened(backend: Backend): void {
     this.active[backend.id]!++
     backend.connectionsTotal++
+  }
+
+  /**
+   * A connection the native plane carried has closed: its live count is the plane's (shared
+   * counters), the totals are counted here from its close record.
+   */
+  connectionRecorded(backend: Backend, bytesFromClient: number, bytesFromBackend: number): void {
+    backend.connectionsTotal++
+    backend.bytesFromClients += bytesFromClient
+    backend.bytesFromBackend += bytesFromBackend
+  }
+
+  /** The usable backends and the picker's lookup data, for a data plane that picks by itself. */
+  exportPickData(): PoolPickData {
+    return {
+      entries: this.#pickable.map((b) => ({ address: b.address, port: b.port, slot: b.id })),
+      pick: this.#picker.exportPickData(),
+    }
+  }
+
+  /** Called after every change of the usable set (the picker was rebuilt): republish pick data. */
+  onRebuild(listener: () => void): void {
+    this.#rebuildListeners.push(listener)
   }
 
   connectionClosed(backend: Backend, bytesFromClient: number, bytesFromBackend: number): void {
@@ -216,6 +255,7 @@ export class Pool {
       for (const [k, v] of old.connectErrors) b.connectErrors.set(k, v)
     }
     this.#picker = this.#rebuild()
+    for (const l of this.#rebuildListeners) l()
   }
 
   #change(backend: Backend, reason: string, lastError: string | undefined, mutate: () => void): void {
@@ -226,6 +266,7 @@ export class Pool {
     backend.lastReason = reason
     backend.lastError = lastError
     this.#picker = this.#rebuild()
+    for (const l of this.#rebuildListeners) l()
     if (from === to) return
     const change: StateChange = { pool: this.name, backend, from, to, reason, lastError }
     for (const l of this.#listeners) l(change)

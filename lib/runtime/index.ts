@@ -8,6 +8,7 @@ import { formatHostPort } from '../address/index.js'
 import type { Config, ServiceConfig } from '../config/index.js'
 import type { Prober } from '../health/index.js'
 import { Pool, type StateChange } from '../pool/index.js'
+import { choosePlane, nativeEngine, NativeTcpService, type PlaneChoice } from '../native/index.js'
 import { TcpService } from '../tcp/service.js'
 import { UdpService } from '../udp/index.js'
 import { attachProber } from './health.js'
@@ -18,7 +19,9 @@ export class ServiceHandle {
   config: ServiceConfig
   pool: Pool
   prober: Prober | undefined
-  tcp: TcpService | undefined
+  /** Which data plane carries the service's TCP connections, and why (lib/native choosePlane). */
+  plane: PlaneChoice = { plane: 'node', why: '' }
+  tcp: TcpService | NativeTcpService | undefined
   udp: UdpService | undefined
   /** The last DNS answer the pool was built from (see refresh). */
   resolvedSignature = ''
@@ -91,7 +94,10 @@ export class Runtime {
 
   async #buildPool(service: ServiceConfig, previous?: Pool, resolved?: ResolvedBackends): Promise<ServiceHandle> {
     resolved ??= await resolveBackends(service.backends, this.#resolver)
+    const plane = choosePlane(service, this.config.dataPlane)
     const pool = new Pool({
+      // The native plane keeps live counts in memory its threads write (the pool reads the same numbers).
+      active: plane.plane === 'native' ? nativeEngine(this.config.threads).createCounters(resolved.backends.length) : undefined,
       name: service.name,
       balance: service.balance,
       backends: resolved.backends,
@@ -103,6 +109,7 @@ export class Runtime {
     if (previous) pool.inherit(previous)
     pool.onStateChange(this.#logStateChange)
     const handle = new ServiceHandle(service, pool)
+    handle.plane = plane
     handle.resolvedSignature = signature(resolved)
     if (service.health.type !== 'none') handle.prober = await attachProber(pool, service.health, this.logger)
     this.#scheduleRefresh(handle)
@@ -154,11 +161,19 @@ export class Runtime {
     const backends = handle.pool.backends.map((b) => b.name)
     let tcpPorts: number[] | undefined
     if (service.protocols.includes('tcp')) {
-      const tcp = new TcpService(service, handle.pool, this.logger)
+      const tcp = handle.plane.plane === 'native'
+        ? new NativeTcpService(service, handle.pool, this.logger, nativeEngine(this.config.threads))
+        : new TcpService(service, handle.pool, this.logger)
       handle.tcp = tcp
       await tcp.listen()
       tcpPorts = tcp.addresses().map((a) => a.port)
-      this.logger.info({ service: service.name, proto: 'tcp', listen: tcp.addresses().map((a) => formatHostPort(a.host, a.port)), balance: service.balance, backends }, 'listening')
+      this.logger.info(
+        {
+          service: service.name, proto: 'tcp', listen: tcp.addresses().map((a) => formatHostPort(a.host, a.port)), balance: service.balance, backends,
+          plane: handle.plane.plane, planeWhy: handle.plane.why,
+        },
+        'listening',
+      )
     }
     if (service.protocols.includes('udp')) {
       // With tcp,udp the UDP sockets take the ports TCP was given, so `:0` means one port for both.
@@ -201,6 +216,8 @@ export class Runtime {
   async reload(next: Config): Promise<{ added: string[]; removed: string[]; updated: string[]; rebound: string[] }> {
     const result = { added: [] as string[], removed: [] as string[], updated: [] as string[], rebound: [] as string[] }
     this.#resolver = createResolver(next.resolvers)
+    // Planes are chosen from the new config (its dataPlane); the engine's thread count is fixed at start.
+    this.config = { ...next, threads: this.config.threads }
     const nextNames = new Set(next.services.map((s) => s.name))
     for (const [name, handle] of this.services) {
       if (nextNames.has(name)) continue
@@ -218,7 +235,7 @@ export class Runtime {
       const handle = await this.#buildPool(service, old.pool)
       clearInterval(old.refreshTimer)
       await old.prober?.stop()
-      if (sameListeners(old.config, service)) {
+      if (sameListeners(old.config, service) && old.plane.plane === handle.plane.plane) {
         old.tcp?.update(service, handle.pool)
         old.udp?.update(service, handle.pool)
         handle.tcp = old.tcp
@@ -227,12 +244,13 @@ export class Runtime {
       } else {
         await Promise.all([old.tcp?.stopAccepting(), old.udp?.close()])
         if (old.activeConnections > 0) void this.#retire(old, false)
+        else if (old.tcp instanceof NativeTcpService) old.tcp.release()
         await this.#listen(handle)
         result.rebound.push(service.name)
       }
       this.services.set(service.name, handle)
     }
-    this.config = next
+    this.config = { ...next, threads: this.config.threads }
     return result
   }
 
@@ -240,6 +258,7 @@ export class Runtime {
     this.draining.add(handle)
     if (stop) await handle.stopAccepting()
     const cut = await handle.drain(handle.config.drainTimeoutMs)
+    if (handle.tcp instanceof NativeTcpService) handle.tcp.release()
     this.draining.delete(handle)
     this.logger.info({ service: handle.name, cut }, 'retired service drained')
   }

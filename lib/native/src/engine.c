@@ -492,6 +492,7 @@ static void conn_finish(struct conn *c, int reason) {
   fill_record(r, c);
   r->kind = L4_REC_CLOSE;
   r->reason = (uint8_t)c->reason;
+  r->opened = c->counted;
   r->bytes_in = c->bytes[0];
   r->bytes_out = c->bytes[1];
   r->duration_ms = (uint32_t)(t->now_ms - c->started_ms);

@@ -64,6 +64,7 @@ typedef struct l4_record {
   uint32_t client_port;
   char client_ip[48]; /* canonical text, as hashed */
   char id[16];        /* UNIQUE_ID, base64url, not NUL-terminated */
+  uint8_t opened;     /* the backend connection was established (bytes and totals count) */
   uint64_t bytes_in;  /* read from the client */
   uint64_t bytes_out; /* read from the backend */
 } l4_record;

@@ -1,0 +1,463 @@
+/**
+ * The native data plane's TypeScript side (DESIGN "Two data planes, one control plane"): loads
+ * the addon if it was built, chooses each service's plane, publishes the pool's pick data to the
+ * engine on every pool change, and turns the engine's close records into the same pino line and
+ * the same pool calls the node plane makes (lib/tcp/service.ts). No policy lives here or in C:
+ * the pool and its picker decide, the engine indexes what they published.
+ */
+import { createRequire } from 'node:module'
+import { availableParallelism, constants as osConstants } from 'node:os'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import type { Logger } from 'pino'
+import { formatHostPort, type HostPort } from '../address/index.js'
+import type { PickData } from '../balance/index.js'
+import type { Config, ServiceConfig } from '../config/index.js'
+import { ListenError, LOCAL_ERROR_CODES, listenProblem } from '../errors.js'
+import { RateLimitedLog } from '../log/rate-limit.js'
+import type { Pool, StateChange } from '../pool/index.js'
+import type { TcpCloseReason, TcpStats } from '../tcp/service.js'
+import type { CloseReason } from '../tcp/splice.js'
+
+export type DataPlane = 'auto' | 'native' | 'node'
+export const DATA_PLANES: readonly DataPlane[] = ['auto', 'native', 'node']
+
+/** Which plane carries a service, and why (start-up log, `l4lb check`, /status). */
+export interface PlaneChoice {
+  readonly plane: 'native' | 'node'
+  readonly why: string
+}
+
+/** The calls lib/native/src/addon.c exports. */
+interface Addon {
+  createEngine(threads: number, onRecords: () => void): unknown
+  engineThreads(engine: unknown): number
+  stopEngine(engine: unknown): void
+  keepAlive(engine: unknown, on: boolean): void
+  drain(engine: unknown, into: ArrayBuffer): number
+  createCounters(engine: unknown, n: number, gen: number): Int32Array
+  createService(engine: unknown, id: number): unknown
+  listen(service: unknown, host: string, port: number, backlog: number): { address: string; port: number }
+  publish(service: unknown, counters: Int32Array, config: NativeConfig, pick: NativePick, entries: PoolEntries): void
+  stopAccepting(service: unknown): void
+  closeAll(service: unknown, reason: number): void
+  shutdownSlot(service: unknown, counters: Int32Array, slot: number, reason: number): void
+  active(service: unknown): number
+  stats(service: unknown): number[]
+  releaseService(service: unknown): void
+  pickMany(pick: NativePick, entryCount: number, hashes: Uint32Array, active: Int32Array): Int32Array
+  murmur3(bytes: Uint8Array, seed: number): number
+  proxyHeader(version: number, src: string, srcPort: number, dst: string, dstPort: number, id: string, crc32c: boolean): Buffer
+}
+
+type PoolEntries = ReadonlyArray<{ readonly address: string; readonly port: number; readonly slot: number }>
+
+interface NativeConfig {
+  connectTimeoutMs: number
+  idleTimeoutMs: number
+  retries: number
+  maxConns: number
+  hashPort: number
+  proxyVersion: number
+  proxyCrc32c: number
+}
+
+type NativePick = Omit<PickData, 'algorithm'> & { algorithm: number }
+
+/** Algorithm numbers of pick.h (enum l4_algorithm). */
+const ALGORITHMS: Record<PickData['algorithm'], number> = {
+  maglev: 0, ring: 1, 'ip-hash': 2, 'round-robin': 3, 'least-conn': 4, 'random-two': 5,
+}
+
+/** enum l4_reason, in order. */
+const REASONS: readonly TcpCloseReason[] = [
+  'client-closed', 'backend-closed', 'client-reset', 'backend-reset', 'client-error', 'backend-error',
+  'idle-timeout', 'shutdown', 'backend-down', 'no-backend', 'connect-failed',
+]
+
+/** struct l4_record (engine.h), checked by _Static_assert in addon.c. */
+const RECORD_BYTES = 112
+const BATCH_RECORDS = 1024
+const REC_CLOSE = 0
+const REC_CONNECT_FAIL = 1
+const REC_MAX_CONNS = 2
+const REC_ACCEPT_ERROR = 3
+const REC_GEN_DONE = 4
+const ERR_TIMEOUT = -1
+
+// ---- loading ------------------------------------------------------------------------------
+
+/** lib/native/build/Release from dist/lib/native (compiled) or lib/native (sources). */
+function addonPath(): string {
+  const here = dirname(fileURLToPath(import.meta.url))
+  const root = here.includes(`${join('dist', 'lib', 'native')}`) ? join(here, '..', '..', '..') : join(here, '..', '..')
+  return join(root, 'lib', 'native', 'build', 'Release', 'l4lb_native.node')
+}
+
+let loaded: { addon: Addon } | { reason: string } | undefined
+
+/** The addon, or why there is none (not built: no compiler at install; or it failed to load). */
+export function loadAddon(): { addon: Addon } | { reason: string } {
+  if (loaded !== undefined) return loaded
+  if (process.platform !== 'linux') return (loaded = { reason: `the native plane is Linux-only (this is ${process.platform})` })
+  const path = addonPath()
+  try {
+    loaded = { addon: createRequire(import.meta.url)(path) as Addon }
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code
+    loaded = { reason: code === 'MODULE_NOT_FOUND' ? 'the native addon is not built (no compiler at npm install? run `npm run build:native`)' : `the native addon failed to load: ${(err as Error).message}` }
+  }
+  return loaded
+}
+
+export function nativeAddon(): Addon | undefined {
+  const result = loadAddon()
+  return 'addon' in result ? result.addon : undefined
+}
+
+// ---- choosing a plane ----------------------------------------------------------------------
+
+/** What a service uses that the native plane lacks, or undefined. */
+export function nativeLacks(service: ServiceConfig): string | undefined {
+  if (!service.protocols.includes('tcp')) return 'UDP stays on the node plane'
+  if (service.protocols.includes('udp')) return 'tcp,udp services stay on the node plane'
+  if (service.acceptProxy.length > 0) return 'accept-proxy (PROXY parsing stays in TypeScript)'
+  for (const l of service.listen) if (l.family === 0) return `listen address ${l.host} is a hostname`
+  return undefined
+}
+
+export function choosePlane(service: ServiceConfig, requested: DataPlane): PlaneChoice {
+  if (requested === 'node') return { plane: 'node', why: 'data-plane node' }
+  const lacks = nativeLacks(service)
+  if (lacks !== undefined) return { plane: 'node', why: lacks }
+  const result = loadAddon()
+  if (!('addon' in result)) return { plane: 'node', why: result.reason }
+  return { plane: 'native', why: requested === 'native' ? 'data-plane native' : 'auto: native addon built' }
+}
+
+/** `--data-plane native` that cannot be honoured: the one line to exit 2 with. */
+export function planeProblem(config: Config): string | undefined {
+  if (config.dataPlane !== 'native') return undefined
+  const result = loadAddon()
+  if (!('addon' in result)) return `--data-plane native: ${result.reason}`
+  for (const service of config.services) {
+    const lacks = nativeLacks(service)
+    if (lacks !== undefined) return `--data-plane native: service ${service.name}: ${lacks}`
+  }
+  return undefined
+}
+
+// ---- the engine ----------------------------------------------------------------------------
+
+const errnoNames = new Map<number, string>(Object.entries(osConstants.errno).map(([name, value]) => [value, name]))
+
+function errorName(errno: number): string {
+  return errno === ERR_TIMEOUT ? 'timeout' : (errnoNames.get(errno) ?? `errno ${errno}`)
+}
+
+/** One engine per process: its threads serve every native service. */
+export class NativeEngine {
+  readonly #addon: Addon
+  readonly #handle: unknown
+  readonly threads: number
+  readonly #services = new Map<number, NativeTcpService>()
+  /** Pools by counters generation: close records name the pool their connection picked from. */
+  readonly #pools = new Map<number, Pool>()
+  readonly #gens = new WeakMap<Int32Array, number>()
+  readonly #buffer = new ArrayBuffer(RECORD_BYTES * BATCH_RECORDS)
+  readonly #view = new DataView(this.#buffer)
+  readonly #bytes = new Uint8Array(this.#buffer)
+  #nextService = 1
+  #nextGen = 1
+  #listening = 0
+
+  constructor(addon: Addon, threads: number) {
+    this.#addon = addon
+    this.#handle = addon.createEngine(threads, this.drain)
+    this.threads = addon.engineThreads(this.#handle)
+  }
+
+  get addon(): Addon {
+    return this.#addon
+  }
+
+  /** A pool's `active` array: the engine's live counts, shared memory both sides read. */
+  createCounters(backends: number): Int32Array {
+    const gen = this.#nextGen++
+    const active = this.#addon.createCounters(this.#handle, backends, gen)
+    this.#gens.set(active, gen)
+    return active
+  }
+
+  genOf(active: Int32Array): number | undefined {
+    return this.#gens.get(active)
+  }
+
+  registerPool(pool: Pool): void {
+    const gen = this.#gens.get(pool.active)
+    if (gen !== undefined) this.#pools.set(gen, pool)
+  }
+
+  poolOf(gen: number): Pool | undefined {
+    return this.#pools.get(gen)
+  }
+
+  createService(service: NativeTcpService): { handle: unknown; id: number } {
+    const id = this.#nextService++
+    this.#services.set(id, service)
+    return { handle: this.#addon.createService(this.#handle, id), id }
+  }
+
+  /** Native listeners are not libuv handles: while any is open, keep the process alive. */
+  listening(delta: 1 | -1): void {
+    const before = this.#listening
+    this.#listening += delta
+    if (before === 0 && this.#listening > 0) this.#addon.keepAlive(this.#handle, true)
+    else if (before > 0 && this.#listening === 0) this.#addon.keepAlive(this.#handle, false)
+  }
+
+  forget(id: number): void {
+    this.#services.delete(id)
+  }
+
+  /** Called by the engine (through a threadsafe function) when records wait; also safe to call any time. */
+  readonly drain = (): void => {
+    const view = this.#view
+    for (;;) {
+      const n = this.#addon.drain(this.#handle, this.#buffer)
+      for (let i = 0; i < n; i++) {
+        const at = i * RECORD_BYTES
+        const kind = view.getUint8(at)
+        if (kind === REC_GEN_DONE) {
+          this.#pools.delete(view.getUint32(at + 8, true))
+          continue
+        }
+        this.#services.get(view.getUint32(at + 4, true))?.onRecord(kind, view, this.#bytes, at)
+      }
+      if (n < BATCH_RECORDS) break
+    }
+    for (const service of this.#services.values()) service.checkIdle()
+  }
+
+  stop(): void {
+    this.#addon.stopEngine(this.#handle)
+  }
+}
+
+let engine: NativeEngine | undefined
+
+/** The process's engine, started on first use with `threads` (0 = one per CPU). */
+export function nativeEngine(threads: number): NativeEngine {
+  if (engine !== undefined) return engine
+  const addon = nativeAddon()
+  if (addon === undefined) throw new Error('native addon not loaded')
+  engine = new NativeEngine(addon, threads > 0 ? threads : availableParallelism())
+  return engine
+}
+
+// ---- one service on the native plane --------------------------------------------------------
+
+function latin1(bytes: Uint8Array, from: number, to: number): string {
+  let end = from
+  while (end < to && bytes[end] !== 0) end++
+  return Buffer.from(bytes.buffer, bytes.byteOffset + from, end - from).toString('latin1')
+}
+
+function nativeConfig(config: ServiceConfig): NativeConfig {
+  const u32 = (n: number): number => Math.min(0xffffffff, Math.max(0, Math.floor(n)))
+  return {
+    connectTimeoutMs: u32(config.connectTimeoutMs),
+    idleTimeoutMs: u32(config.idleTimeoutMs),
+    retries: u32(config.retries),
+    maxConns: u32(config.maxConns),
+    hashPort: config.hashKey === 'src-ip-port' ? 1 : 0,
+    proxyVersion: config.proxyProtocol === 'v1' ? 1 : config.proxyProtocol === 'v2' ? 2 : 0,
+    proxyCrc32c: config.proxyV2Crc32c ? 1 : 0,
+  }
+}
+
+export function nativePick(pick: PickData): NativePick {
+  return { ...pick, algorithm: ALGORITHMS[pick.algorithm] }
+}
+
+/**
+ * A TCP service whose connections the engine's threads carry. Same surface as TcpService
+ * (lib/tcp/service.ts), so the runtime, admin and drain logic do not know which plane it is.
+ */
+export class NativeTcpService {
+  readonly name: string
+  pool: Pool
+  #config: ServiceConfig
+  readonly #engine: NativeEngine
+  readonly #addon: Addon
+  readonly #handle: unknown
+  readonly #id: number
+  readonly #logger: Logger
+  readonly #logInfo: boolean
+  readonly #acceptErrors: RateLimitedLog
+  readonly #bound: HostPort[] = []
+  #idleWaiters: Array<() => void> = []
+  #released = false
+  #listening = false
+
+  constructor(config: ServiceConfig, pool: Pool, logger: Logger, engine: NativeEngine) {
+    this.name = config.name
+    this.#config = config
+    this.#engine = engine
+    this.#addon = engine.addon
+    this.#logger = logger.child({ service: config.name, proto: 'tcp' })
+    this.#logInfo = this.#logger.isLevelEnabled('info')
+    this.#acceptErrors = new RateLimitedLog(this.#logger)
+    const { handle, id } = engine.createService(this)
+    this.#handle = handle
+    this.#id = id
+    this.pool = pool
+    this.#attach(pool)
+  }
+
+  get config(): ServiceConfig {
+    return this.#config
+  }
+
+  get activeConnections(): number {
+    return this.#released ? 0 : this.#addon.active(this.#handle)
+  }
+
+  get stats(): TcpStats {
+    if (this.#released) return { accepted: 0, earlyResets: 0, rejectedMaxConns: 0, noBackend: 0, connectFailures: 0, retries: 0, closed: 0 }
+    const [accepted = 0, rejectedMaxConns = 0, noBackend = 0, connectFailures = 0, retries = 0, closed = 0] = this.#addon.stats(this.#handle)
+    return { accepted, earlyResets: 0, rejectedMaxConns, noBackend, connectFailures, retries, closed }
+  }
+
+  /** Reload: a new snapshot from the new config and pool; established connections keep theirs. */
+  update(config: ServiceConfig, pool: Pool): void {
+    this.#config = config
+    this.pool = pool
+    this.#attach(pool)
+  }
+
+  #attach(pool: Pool): void {
+    this.#engine.registerPool(pool)
+    pool.onRebuild(() => {
+      if (this.pool === pool && !this.#released) this.#publish()
+    })
+    pool.onStateChange((change) => this.#onBackendState(pool, change))
+    this.#publish()
+  }
+
+  #publish(): void {
+    const { entries, pick } = this.pool.exportPickData()
+    this.#addon.publish(this.#handle, this.pool.active, nativeConfig(this.#config), nativePick(pick), entries)
+  }
+
+  /** on-down shutdown: the engine ends this pool's connections to the backend, as lib/tcp does. */
+  #onBackendState(pool: Pool, change: StateChange): void {
+    if (change.to !== 'down' || this.#config.onDown !== 'shutdown' || this.#released) return
+    this.#addon.shutdownSlot(this.#handle, pool.active, change.backend.id, REASONS.indexOf('backend-down'))
+  }
+
+  addresses(): HostPort[] {
+    return this.#bound.map((a) => ({ ...a }))
+  }
+
+  async listen(): Promise<void> {
+    if (!this.#listening) {
+      this.#listening = true
+      this.#engine.listening(1)
+    }
+    for (const address of this.#config.listen) this.#bind(address)
+  }
+
+  #bind(address: HostPort): void {
+    try {
+      const bound = this.#addon.listen(this.#handle, address.host, address.port, this.#config.backlog)
+      this.#bound.push({ host: bound.address, port: bound.port, family: bound.address.includes(':') ? 6 : 4 })
+    } catch (err) {
+      const code = errnoNames.get((err as { errno?: number }).errno ?? 0) ?? 'EINVAL'
+      if (address.host === '::' && (code === 'EAFNOSUPPORT' || code === 'EADDRNOTAVAIL')) {
+        this.#bind({ host: '0.0.0.0', port: address.port, family: 4 })
+        return
+      }
+      throw new ListenError(formatHostPort(address.host, address.port), listenProblem(code), err)
+    }
+  }
+
+  /** Closes the listeners on every engine thread; established connections go on. */
+  stopAccepting(): Promise<void> {
+    if (!this.#released) this.#addon.stopAccepting(this.#handle)
+    this.#notListening()
+    return Promise.resolve()
+  }
+
+  #notListening(): void {
+    if (!this.#listening) return
+    this.#listening = false
+    this.#engine.listening(-1)
+  }
+
+  closeAll(reason: CloseReason): void {
+    if (!this.#released) this.#addon.closeAll(this.#handle, REASONS.indexOf(reason))
+  }
+
+  whenIdle(): Promise<void> {
+    if (this.activeConnections === 0) return Promise.resolve()
+    return new Promise((resolve) => this.#idleWaiters.push(resolve))
+  }
+
+  /** After each batch of records: wake whoever waits for the last connection to end. */
+  checkIdle(): void {
+    if (this.#idleWaiters.length === 0 || this.activeConnections > 0) return
+    const waiters = this.#idleWaiters
+    this.#idleWaiters = []
+    for (const w of waiters) w()
+  }
+
+  /** The service is gone for good (after stopAccepting and drain): the engine may free it. */
+  release(): void {
+    if (this.#released) return
+    this.#addon.stopAccepting(this.#handle)
+    this.#notListening()
+    this.#released = true
+    this.#addon.releaseService(this.#handle)
+    this.#engine.forget(this.#id)
+  }
+
+  /** One record of this service's (see NativeEngine.drain). */
+  onRecord(kind: number, view: DataView, bytes: Uint8Array, at: number): void {
+    const clientIp = latin1(bytes, at + 28, at + 76)
+    const clientPort = view.getUint32(at + 24, true)
+    const pool = this.#engine.poolOf(view.getUint32(at + 8, true))
+    const slot = view.getInt32(at + 12, true)
+    const backend = slot >= 0 ? pool?.backends[slot] : undefined
+    if (kind === REC_CLOSE) {
+      const opened = view.getUint8(at + 92) !== 0
+      const bytesIn = opened ? Number(view.getBigUint64(at + 96, true)) : 0
+      const bytesOut = opened ? Number(view.getBigUint64(at + 104, true)) : 0
+      if (backend !== undefined && opened) pool!.connectionRecorded(backend, bytesIn, bytesOut)
+      if (this.#logInfo) this.#logger.info(
+        {
+          id: latin1(bytes, at + 76, at + 92),
+          client: formatHostPort(clientIp, clientPort),
+          via: undefined,
+          backend: backend?.name ?? null,
+          bytesIn,
+          bytesOut,
+          durationMs: view.getUint32(at + 20, true),
+          attempts: view.getUint8(at + 2),
+          reason: REASONS[view.getUint8(at + 1)] ?? 'client-error',
+          proxyError: undefined,
+        },
+        'connection closed',
+      )
+    } else if (kind === REC_CONNECT_FAIL) {
+      const code = errorName(view.getInt32(at + 16, true))
+      if (backend === undefined || pool === undefined) return
+      if (LOCAL_ERROR_CODES.has(code)) this.#acceptErrors.warn({ code, backend: backend.name }, 'cannot open a connection to a backend')
+      else pool.observeConnectFailure(backend, code)
+    } else if (kind === REC_MAX_CONNS) {
+      this.#logger.debug({ client: formatHostPort(clientIp, clientPort), reason: 'max-conns' }, 'connection refused')
+    } else if (kind === REC_ACCEPT_ERROR) {
+      this.#acceptErrors.warn({ code: errorName(view.getInt32(at + 16, true)), active: this.activeConnections }, 'accept failed')
+    }
+  }
+}
