@@ -84,6 +84,8 @@ const REC_MAX_CONNS = 2
 const REC_ACCEPT_ERROR = 3
 const REC_GEN_DONE = 4
 const ERR_TIMEOUT = -1
+/** Counter slots per pool (backends ever added to one service; 256 KiB of address space). */
+const COUNTER_SLOTS = 65_536
 
 // ---- loading ------------------------------------------------------------------------------
 
@@ -126,10 +128,15 @@ export function nativeLacks(service: ServiceConfig): string | undefined {
   return undefined
 }
 
-export function choosePlane(service: ServiceConfig, requested: DataPlane): PlaneChoice {
+/**
+ * `pool` is the service's pool when it already runs (a reload): a pool made without the engine's
+ * shared counters cannot move to the native plane until a restart.
+ */
+export function choosePlane(service: ServiceConfig, requested: DataPlane, pool?: Pool): PlaneChoice {
   if (requested === 'node') return { plane: 'node', why: 'data-plane node' }
   const lacks = nativeLacks(service)
   if (lacks !== undefined) return { plane: 'node', why: lacks }
+  if (pool !== undefined && engine?.storageOf(pool.active) === undefined) return { plane: 'node', why: 'started on the node plane (restart to move it)' }
   const result = loadAddon()
   if (!('addon' in result)) return { plane: 'node', why: result.reason }
   return { plane: 'native', why: requested === 'native' ? 'data-plane native' : 'auto: native addon built' }
@@ -161,9 +168,8 @@ export class NativeEngine {
   readonly #handle: unknown
   readonly threads: number
   readonly #services = new Map<number, NativeTcpService>()
-  /** Pools by counters generation: close records name the pool their connection picked from. */
-  readonly #pools = new Map<number, Pool>()
-  readonly #gens = new WeakMap<Int32Array, number>()
+  /** Counter storage by its memory, so a pool's `active` prefix leads back to it. */
+  readonly #storage = new WeakMap<ArrayBufferLike, Int32Array>()
   readonly #buffer = new ArrayBuffer(RECORD_BYTES * BATCH_RECORDS)
   readonly #view = new DataView(this.#buffer)
   readonly #bytes = new Uint8Array(this.#buffer)
@@ -181,25 +187,20 @@ export class NativeEngine {
     return this.#addon
   }
 
-  /** A pool's `active` array: the engine's live counts, shared memory both sides read. */
-  createCounters(backends: number): Int32Array {
-    const gen = this.#nextGen++
-    const active = this.#addon.createCounters(this.#handle, backends, gen)
-    this.#gens.set(active, gen)
-    return active
+  /**
+   * Storage for a pool's live counts (PoolOptions.activeStorage): the engine's counters, shared
+   * memory both sides read. A pool never reuses a slot, so it is sized for every backend a
+   * service will ever have (zero pages cost no memory until touched).
+   */
+  createCounters(slots = COUNTER_SLOTS): Int32Array {
+    const storage = this.#addon.createCounters(this.#handle, slots, this.#nextGen++)
+    this.#storage.set(storage.buffer, storage)
+    return storage
   }
 
-  genOf(active: Int32Array): number | undefined {
-    return this.#gens.get(active)
-  }
-
-  registerPool(pool: Pool): void {
-    const gen = this.#gens.get(pool.active)
-    if (gen !== undefined) this.#pools.set(gen, pool)
-  }
-
-  poolOf(gen: number): Pool | undefined {
-    return this.#pools.get(gen)
+  /** The counter storage `active` (a prefix view of it) lives in, if it is the engine's. */
+  storageOf(active: Int32Array): Int32Array | undefined {
+    return this.#storage.get(active.buffer)
   }
 
   createService(service: NativeTcpService): { handle: unknown; id: number } {
@@ -228,10 +229,7 @@ export class NativeEngine {
       for (let i = 0; i < n; i++) {
         const at = i * RECORD_BYTES
         const kind = view.getUint8(at)
-        if (kind === REC_GEN_DONE) {
-          this.#pools.delete(view.getUint32(at + 8, true))
-          continue
-        }
+        if (kind === REC_GEN_DONE) continue
         this.#services.get(view.getUint32(at + 4, true))?.onRecord(kind, view, this.#bytes, at)
       }
       if (n < BATCH_RECORDS) break
@@ -292,6 +290,8 @@ export class NativeTcpService {
   readonly #addon: Addon
   readonly #handle: unknown
   readonly #id: number
+  /** The pool's counter storage (its `active` is a prefix of it). */
+  readonly #counters: Int32Array
   readonly #logger: Logger
   readonly #logInfo: boolean
   readonly #acceptErrors: RateLimitedLog
@@ -308,11 +308,18 @@ export class NativeTcpService {
     this.#logger = logger.child({ service: config.name, proto: 'tcp' })
     this.#logInfo = this.#logger.isLevelEnabled('info')
     this.#acceptErrors = new RateLimitedLog(this.#logger)
+    const counters = engine.storageOf(pool.active)
+    if (counters === undefined) throw new Error(`service ${config.name}: its pool does not count in the engine's memory`)
+    this.#counters = counters
     const { handle, id } = engine.createService(this)
     this.#handle = handle
     this.#id = id
     this.pool = pool
-    this.#attach(pool)
+    pool.onRebuild(() => {
+      if (!this.#released) this.#publish()
+    })
+    pool.onStateChange(this.#onBackendState)
+    this.#publish()
   }
 
   get config(): ServiceConfig {
@@ -329,31 +336,21 @@ export class NativeTcpService {
     return { accepted, earlyResets: 0, rejectedMaxConns, noBackend, connectFailures, retries, closed }
   }
 
-  /** Reload: a new snapshot from the new config and pool; established connections keep theirs. */
-  update(config: ServiceConfig, pool: Pool): void {
+  /** Reload: a new snapshot from the new config; established connections keep theirs. */
+  update(config: ServiceConfig): void {
     this.#config = config
-    this.pool = pool
-    this.#attach(pool)
-  }
-
-  #attach(pool: Pool): void {
-    this.#engine.registerPool(pool)
-    pool.onRebuild(() => {
-      if (this.pool === pool && !this.#released) this.#publish()
-    })
-    pool.onStateChange((change) => this.#onBackendState(pool, change))
     this.#publish()
   }
 
   #publish(): void {
     const { entries, pick } = this.pool.exportPickData()
-    this.#addon.publish(this.#handle, this.pool.active, nativeConfig(this.#config), nativePick(pick), entries)
+    this.#addon.publish(this.#handle, this.#counters, nativeConfig(this.#config), nativePick(pick), entries)
   }
 
-  /** on-down shutdown: the engine ends this pool's connections to the backend, as lib/tcp does. */
-  #onBackendState(pool: Pool, change: StateChange): void {
+  /** on-down shutdown: the engine ends the connections to the backend, as lib/tcp does. */
+  readonly #onBackendState = (change: StateChange): void => {
     if (change.to !== 'down' || this.#config.onDown !== 'shutdown' || this.#released) return
-    this.#addon.shutdownSlot(this.#handle, pool.active, change.backend.id, REASONS.indexOf('backend-down'))
+    this.#addon.shutdownSlot(this.#handle, this.#counters, change.backend.id, REASONS.indexOf('backend-down'))
   }
 
   addresses(): HostPort[] {
@@ -426,14 +423,14 @@ export class NativeTcpService {
   onRecord(kind: number, view: DataView, bytes: Uint8Array, at: number): void {
     const clientIp = latin1(bytes, at + 28, at + 76)
     const clientPort = view.getUint32(at + 24, true)
-    const pool = this.#engine.poolOf(view.getUint32(at + 8, true))
+    const pool = this.pool
     const slot = view.getInt32(at + 12, true)
-    const backend = slot >= 0 ? pool?.backends[slot] : undefined
+    const backend = slot >= 0 ? pool.byId(slot) : undefined
     if (kind === REC_CLOSE) {
       const opened = view.getUint8(at + 92) !== 0
       const bytesIn = opened ? Number(view.getBigUint64(at + 96, true)) : 0
       const bytesOut = opened ? Number(view.getBigUint64(at + 104, true)) : 0
-      if (backend !== undefined && opened) pool!.connectionRecorded(backend, bytesIn, bytesOut)
+      if (backend !== undefined && opened) pool.connectionRecorded(backend, bytesIn, bytesOut)
       if (this.#logInfo) this.#logger.info(
         {
           id: latin1(bytes, at + 76, at + 92),
@@ -451,7 +448,7 @@ export class NativeTcpService {
       )
     } else if (kind === REC_CONNECT_FAIL) {
       const code = errorName(view.getInt32(at + 16, true))
-      if (backend === undefined || pool === undefined) return
+      if (backend === undefined) return
       if (LOCAL_ERROR_CODES.has(code)) this.#acceptErrors.warn({ code, backend: backend.name }, 'cannot open a connection to a backend')
       else pool.observeConnectFailure(backend, code)
     } else if (kind === REC_MAX_CONNS) {
