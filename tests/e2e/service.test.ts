@@ -52,7 +52,10 @@ t.test('l4lb check prints every config error as FILE:LINE: key: message', async 
   writeFileSync(good, 'services:\n  - name: pg\n    listen: [":5432"]\n    backends: ["127.0.0.1:5433"]\n')
   const ok = await runL4lb(['check', '-c', good])
   t.equal(ok.code, 0)
-  t.equal(ok.stdout.trim(), `${good}: ok (1 service: pg)`)
+  const [summary, plane, ...rest] = ok.stdout.trim().split('\n')
+  t.equal(summary, `${good}: ok (1 service: pg)`)
+  t.match(plane, /^ {2}pg: (native|node) plane \(.+\)$/, 'the plane the service would run on, and why')
+  t.same(rest, [])
 })
 
 t.test('admin API: /status and /metrics after traffic, drain from the CLI, bearer token', async (t) => {
