@@ -12,6 +12,7 @@ import {
   BIN, EchoBackend, childEnv, connect, nodeCommand, readAll, readLine, runL4lb, spawnL4lb, within, type LogLine,
 } from '../helpers/index.js'
 import { ProxyBackend, canUseIPv6 } from '../helpers/proxy.js'
+import { PLANES, planeArgs, planeSkip } from '../helpers/planes.js'
 
 async function proxyBackend(t: Test, name = 'pp', host = '127.0.0.1'): Promise<ProxyBackend> {
   const b = await new ProxyBackend(name).start(host)
@@ -27,56 +28,60 @@ async function l4lb(t: Test, args: string[], listenAt = '127.0.0.1:0') {
 
 const closedLine = (id?: string) => (l: LogLine): boolean => l.msg === 'connection closed' && (id === undefined || l.id === id)
 
-for (const version of ['v1', 'v2'] as const) {
-  t.test(`${version}: the backend sees the client's real address, the header first, the client's bytes intact`, async (t) => {
+// Sending headers: on both data planes (accepting them stays on the node plane).
+for (const plane of PLANES) {
+  const skip = planeSkip(plane)
+  for (const version of ['v1', 'v2'] as const) {
+    t.test(`${plane} plane, ${version}: the backend sees the client's real address, the header first, the client's bytes intact`, { skip }, async (t) => {
+      const backend = await proxyBackend(t)
+      const lb = await l4lb(t, ['-b', backend.address, '--proxy-protocol', version, ...planeArgs(plane)])
+      const client = await connect(lb.ports[0]!, '127.0.0.1', '127.5.0.7')
+      const clientPort = client.localPort
+      t.teardown(() => client.destroy())
+      // The backend answers before the client has sent anything: no deadlock on server-first protocols.
+      const greeting = await readLine(client)
+      t.equal(greeting, `pp 127.5.0.7 ${clientPort}`)
+      const payload = Buffer.from(Array.from({ length: 70_000 }, (_, i) => i & 0xff))
+      client.end(payload)
+      const { data } = await within(5000, 'echo', readAll(client))
+      t.same(data, payload, 'every client byte came back, in order')
+      t.same(backend.seen[0]!.data, payload, 'the backend got exactly the client bytes after the header')
+      const header = backend.seen[0]!.header
+      t.equal(header.version, version === 'v1' ? 1 : 2)
+      t.same(header.destination, { address: '127.0.0.1', port: lb.ports[0] }, 'destination is the listener')
+      const line = await lb.waitForLog('connection closed', closedLine())
+      t.equal(line.client, `127.5.0.7:${clientPort}`)
+      t.equal(line.bytesIn, payload.length)
+      t.type(line.id, 'string')
+      if (version === 'v2') t.equal(header.uniqueId, line.id, 'UNIQUE_ID in the header is the id in the log line')
+    })
+  }
+
+  t.test(`${plane} plane, IPv6: v1 and v2 carry [::1] and its port`, { skip }, async (t) => {
+    if (!(await canUseIPv6())) return t.plan(0, 'no IPv6 loopback here')
+    for (const version of ['v1', 'v2'] as const) {
+      const backend = await proxyBackend(t, 'six', '::1')
+      const lb = await l4lb(t, ['-b', backend.address, '--proxy-protocol', version, ...planeArgs(plane)], '[::1]:0')
+      const client = await connect(lb.ports[0]!, '::1')
+      const clientPort = client.localPort
+      t.teardown(() => client.destroy())
+      t.equal(await readLine(client), `six ::1 ${clientPort}`, version)
+      t.same(backend.seen[0]!.header.destination, { address: '::1', port: lb.ports[0] })
+      t.equal(backend.seen[0]!.header.family, 6)
+      client.end()
+    }
+  })
+
+  t.test(`${plane} plane: --proxy-v2-crc32c adds a CRC32C TLV the backend verifies`, { skip }, async (t) => {
     const backend = await proxyBackend(t)
-    const lb = await l4lb(t, ['-b', backend.address, '--proxy-protocol', version])
-    const client = await connect(lb.ports[0]!, '127.0.0.1', '127.5.0.7')
-    const clientPort = client.localPort
+    const lb = await l4lb(t, ['-b', backend.address, '--proxy-protocol', 'v2', '--proxy-v2-crc32c', ...planeArgs(plane)])
+    const client = await connect(lb.ports[0]!, '127.0.0.1', '127.5.0.8')
     t.teardown(() => client.destroy())
-    // The backend answers before the client has sent anything: no deadlock on server-first protocols.
-    const greeting = await readLine(client)
-    t.equal(greeting, `pp 127.5.0.7 ${clientPort}`)
-    const payload = Buffer.from(Array.from({ length: 70_000 }, (_, i) => i & 0xff))
-    client.end(payload)
-    const { data } = await within(5000, 'echo', readAll(client))
-    t.same(data, payload, 'every client byte came back, in order')
-    t.same(backend.seen[0]!.data, payload, 'the backend got exactly the client bytes after the header')
-    const header = backend.seen[0]!.header
-    t.equal(header.version, version === 'v1' ? 1 : 2)
-    t.same(header.destination, { address: '127.0.0.1', port: lb.ports[0] }, 'destination is the listener')
-    const line = await lb.waitForLog('connection closed', closedLine())
-    t.equal(line.client, `127.5.0.7:${clientPort}`)
-    t.equal(line.bytesIn, payload.length)
-    t.type(line.id, 'string')
-    if (version === 'v2') t.equal(header.uniqueId, line.id, 'UNIQUE_ID in the header is the id in the log line')
+    t.match(await readLine(client), /^pp 127\.5\.0\.8 /)
+    // the parser refuses a header whose checksum is wrong, so arriving here means it verified
+    t.ok(backend.seen[0]!.header.tlvs.some((tlv) => tlv.type === 0x03), 'CRC32C TLV present')
   })
 }
-
-t.test('IPv6: v1 and v2 carry [::1] and its port', async (t) => {
-  if (!(await canUseIPv6())) return t.plan(0, 'no IPv6 loopback here')
-  for (const version of ['v1', 'v2'] as const) {
-    const backend = await proxyBackend(t, 'six', '::1')
-    const lb = await l4lb(t, ['-b', backend.address, '--proxy-protocol', version], '[::1]:0')
-    const client = await connect(lb.ports[0]!, '::1')
-    const clientPort = client.localPort
-    t.teardown(() => client.destroy())
-    t.equal(await readLine(client), `six ::1 ${clientPort}`, version)
-    t.same(backend.seen[0]!.header.destination, { address: '::1', port: lb.ports[0] })
-    t.equal(backend.seen[0]!.header.family, 6)
-    client.end()
-  }
-})
-
-t.test('--proxy-v2-crc32c adds a CRC32C TLV the backend verifies', async (t) => {
-  const backend = await proxyBackend(t)
-  const lb = await l4lb(t, ['-b', backend.address, '--proxy-protocol', 'v2', '--proxy-v2-crc32c'])
-  const client = await connect(lb.ports[0]!, '127.0.0.1', '127.5.0.8')
-  t.teardown(() => client.destroy())
-  t.match(await readLine(client), /^pp 127\.5\.0\.8 /)
-  // the parser refuses a header whose checksum is wrong, so arriving here means it verified
-  t.ok(backend.seen[0]!.header.tlvs.some((tlv) => tlv.type === 0x03), 'CRC32C TLV present')
-})
 
 /** A header an upstream balancer would send for a client at 203.0.113.9. */
 function upstreamHeader(srcIp = '203.0.113.9', srcPort = 40000, tlvs: Tlv[] = []): Buffer {

@@ -8,6 +8,7 @@ import { join } from 'node:path'
 import t from 'tap'
 import { connect, readLine, spawnL4lb, spawnPeer, within } from '../helpers/index.js'
 import { canUseIPv6, freePort, waitConnectable } from '../helpers/proxy.js'
+import { PLANES, planeArgs, planeSkip } from '../helpers/planes.js'
 
 const NGINX = '/usr/sbin/nginx'
 const STREAM_MODULE = '/usr/lib/nginx/modules/ngx_stream_module.so'
@@ -44,26 +45,28 @@ stream {
     throw new Error(`nginx did not start: ${String(err)}\n${nginx.output()}\n${log}`)
   }
 
-  for (const version of ['v1', 'v2'] as const) {
-    t.test(`${version} over IPv4: nginx sees the client's real address`, async (t) => {
-      const lb = await spawnL4lb(['-l', '127.0.0.1:0', '--check', 'none', '-b', `127.0.0.1:${port4}`, '--proxy-protocol', version])
-      t.teardown(() => lb.stop())
-      for (const source of ['127.5.0.7', '127.5.3.9']) {
-        const client = await within(5000, 'connect', connect(lb.ports[0]!, '127.0.0.1', source))
-        const port = client.localPort
-        t.equal(await readLine(client), `${source}:${port}`, `${version} ${source}`)
-        client.destroy()
-      }
-    })
+  for (const plane of PLANES) {
+    for (const version of ['v1', 'v2'] as const) {
+      t.test(`${plane} plane, ${version} over IPv4: nginx sees the client's real address`, { skip: planeSkip(plane) }, async (t) => {
+        const lb = await spawnL4lb(['-l', '127.0.0.1:0', '--check', 'none', '-b', `127.0.0.1:${port4}`, '--proxy-protocol', version, ...planeArgs(plane)])
+        t.teardown(() => lb.stop())
+        for (const source of ['127.5.0.7', '127.5.3.9']) {
+          const client = await within(5000, 'connect', connect(lb.ports[0]!, '127.0.0.1', source))
+          const port = client.localPort
+          t.equal(await readLine(client), `${source}:${port}`, `${version} ${source}`)
+          client.destroy()
+        }
+      })
 
-    t.test(`${version} over IPv6: nginx sees [::1] and the client's port`, async (t) => {
-      if (!ipv6) return t.plan(0, 'no IPv6 loopback here')
-      const lb = await spawnL4lb(['-l', '[::1]:0', '--check', 'none', '-b', `[::1]:${port6}`, '--proxy-protocol', version])
-      t.teardown(() => lb.stop())
-      const client = await within(5000, 'connect', connect(lb.ports[0]!, '::1'))
-      const port = client.localPort
-      t.equal(await readLine(client), `::1:${port}`)
-      client.destroy()
-    })
+      t.test(`${plane} plane, ${version} over IPv6: nginx sees [::1] and the client's port`, { skip: planeSkip(plane) }, async (t) => {
+        if (!ipv6) return t.plan(0, 'no IPv6 loopback here')
+        const lb = await spawnL4lb(['-l', '[::1]:0', '--check', 'none', '-b', `[::1]:${port6}`, '--proxy-protocol', version, ...planeArgs(plane)])
+        t.teardown(() => lb.stop())
+        const client = await within(5000, 'connect', connect(lb.ports[0]!, '::1'))
+        const port = client.localPort
+        t.equal(await readLine(client), `::1:${port}`)
+        client.destroy()
+      })
+    }
   }
 }
