@@ -6,7 +6,8 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
-import { connect, readLine, spawnL4lb, spawnPeer, within } from '../helpers/index.js'
+import { connect, readLine, spawnL4lb, spawnPeer, within, type L4lbProcess } from '../helpers/index.js'
+import { PLANES, planeArgs, planeSkip, type Plane } from '../helpers/planes.js'
 import { ProxyBackend, freePort, waitConnectable } from '../helpers/proxy.js'
 
 const HAPROXY = '/usr/sbin/haproxy'
@@ -25,11 +26,19 @@ if (!existsSync(HAPROXY)) {
   // l4lb behind HAProxy: trusts 127.0.0.1 (HAProxy's source), sends v1 on to the test backend
   const accepting = await spawnL4lb(['-l', '127.0.0.1:0', '--check', 'none', '-b', backend.address, '--accept-proxy', '127.0.0.1/32', '--proxy-protocol', 'v1'])
   t.teardown(() => accepting.stop())
-  // l4lb in front of HAProxy, once per version
-  const sendingV1 = await spawnL4lb(['-l', '127.0.0.1:0', '--check', 'none', '-b', `127.0.0.1:${behindPort}`, '--proxy-protocol', 'v1'])
-  t.teardown(() => sendingV1.stop())
-  const sendingV2 = await spawnL4lb(['-l', '127.0.0.1:0', '--check', 'none', '-b', `127.0.0.1:${behindPort}`, '--proxy-protocol', 'v2'])
-  t.teardown(() => sendingV2.stop())
+  // l4lb in front of HAProxy, once per data plane and version
+  const sending: Array<{ plane: Plane; version: 'v1' | 'v2'; lb: L4lbProcess | undefined }> = []
+  for (const plane of PLANES) {
+    for (const version of ['v1', 'v2'] as const) {
+      if (planeSkip(plane) !== false) {
+        sending.push({ plane, version, lb: undefined })
+        continue
+      }
+      const lb = await spawnL4lb(['-l', '127.0.0.1:0', '--check', 'none', '-b', `127.0.0.1:${behindPort}`, '--proxy-protocol', version, ...planeArgs(plane)])
+      t.teardown(() => lb.stop())
+      sending.push({ plane, version, lb })
+    }
+  }
 
   const cfg = join(dir, 'haproxy.cfg')
   writeFileSync(
@@ -71,8 +80,9 @@ backend to_test_backend
     t.equal(line.reason === 'proxy-header', false)
   })
 
-  for (const [version, lb] of [['v1', sendingV1], ['v2', sendingV2]] as const) {
-    t.test(`send ${version}: HAProxy (accept-proxy) believes l4lb's header and passes the client on`, async (t) => {
+  for (const { plane, version, lb } of sending) {
+    t.test(`${plane} plane, send ${version}: HAProxy (accept-proxy) believes l4lb's header and passes the client on`, { skip: planeSkip(plane) }, async (t) => {
+      if (lb === undefined) return
       const before = backend.seen.length
       const client = await within(5000, 'connect', connect(lb.ports[0]!, '127.0.0.1', '127.5.0.8'))
       const port = client.localPort
