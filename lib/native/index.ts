@@ -142,6 +142,20 @@ export function choosePlane(service: ServiceConfig, requested: DataPlane, pool?:
   return { plane: 'native', why: requested === 'native' ? 'data-plane native' : 'auto: native addon built' }
 }
 
+let fallbackNoted = false
+
+/**
+ * Says once per process that the native plane is not available and why, when a service that
+ * could have used it runs on the node plane for that reason alone.
+ */
+export function noteFallback(logger: Logger, service: ServiceConfig, choice: PlaneChoice): void {
+  if (fallbackNoted || choice.plane !== 'node' || nativeLacks(service) !== undefined || choice.why === 'data-plane node') return
+  const result = loadAddon()
+  if ('addon' in result) return
+  fallbackNoted = true
+  logger.info({ reason: result.reason }, 'native data plane unavailable: TCP services run on the node plane')
+}
+
 /** `--data-plane native` that cannot be honoured: the one line to exit 2 with. */
 export function planeProblem(config: Config): string | undefined {
   if (config.dataPlane !== 'native') return undefined

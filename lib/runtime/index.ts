@@ -9,7 +9,7 @@ import { formatHostPort } from '../address/index.js'
 import type { Config, ServiceConfig } from '../config/index.js'
 import type { Prober } from '../health/index.js'
 import { Pool, type StateChange } from '../pool/index.js'
-import { choosePlane, nativeEngine, NativeTcpService, type PlaneChoice } from '../native/index.js'
+import { choosePlane, nativeEngine, NativeTcpService, noteFallback, type PlaneChoice } from '../native/index.js'
 import { TcpService } from '../tcp/service.js'
 import { UdpService } from '../udp/index.js'
 import { ServiceHealth } from './health.js'
@@ -104,6 +104,7 @@ export class Runtime {
   async #startService(service: ServiceConfig): Promise<ServiceHandle> {
     const resolved = await resolveBackends(service.backends, this.#resolver)
     const plane = choosePlane(service, this.config.dataPlane)
+    noteFallback(this.logger, service, plane)
     const pool = new Pool({
       // The native plane's threads count live connections in memory the pool reads too.
       activeStorage: plane.plane === 'native' ? nativeEngine(this.config.threads).createCounters() : undefined,
