@@ -356,9 +356,17 @@ export class NativeTcpService {
     this.#publish()
   }
 
+  /**
+   * A new snapshot for the engine. Runs inside the pool's change: a snapshot the engine refuses
+   * is logged and the previous one kept, never thrown into the prober or a reload.
+   */
   #publish(): void {
     const { entries, pick } = this.pool.exportPickData()
-    this.#addon.publish(this.#handle, this.#counters, nativeConfig(this.#config), nativePick(pick), entries)
+    try {
+      this.#addon.publish(this.#handle, this.#counters, nativeConfig(this.#config), nativePick(pick), entries)
+    } catch (err) {
+      this.#logger.error({ err: (err as Error).message, backends: entries.length }, 'native plane refused the new pick data: keeping the previous')
+    }
   }
 
   /** on-down shutdown: the engine ends the connections to the backend, as lib/tcp does. */

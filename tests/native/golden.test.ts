@@ -47,6 +47,16 @@ t.test('every algorithm: the C lookup and the TS picker give the same backend fo
   }
 })
 
+t.test('no usable backend: the empty pick data of every algorithm is accepted and picks nothing', { skip }, async (t) => {
+  const addon = nativeAddon()!
+  const hashes = clientKeyHashes(100)
+  for (const name of Object.keys(algorithms) as AlgorithmName[]) {
+    const data = algorithms[name].createPicker([], new Int32Array(4)).exportPickData()
+    const picks = addon.pickMany(nativePick(data), 0, hashes, new Int32Array(4))
+    t.ok(picks.every((p) => p === -1), `${name}: -1 for every key`)
+  }
+})
+
 t.test('PROXY v1 and v2 headers are byte-identical to lib/proxy-protocol encode', { skip }, async (t) => {
   const addon = nativeAddon()!
   const pairs: Array<[string, string]> = [

@@ -385,6 +385,12 @@ static int pick_of(napi_env env, napi_value object, l4_pick_data *pick, uint32_t
   pick->table_length = (uint32_t)n;
   if (!typed_prop(env, object, "points", napi_uint32_array, &p, &points_length)) return 0;
   pick->points = p;
+  if (entry_count == 0) {
+    /* nothing usable: every pick says so (an empty Maglev table is all -1) */
+    memset(pick, 0, sizeof *pick);
+    pick->algorithm = (int)algorithm;
+    return 1;
+  }
   if (algorithm == L4_ALG_RING && points_length != n) return 0;
   for (size_t i = 0; i < n; i++)
     if (pick->table[i] < 0 || (uint32_t)pick->table[i] >= entry_count) return 0;
