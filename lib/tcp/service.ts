@@ -27,6 +27,10 @@ export interface TcpStats {
   noBackend: number
   connectFailures: number
   retries: number
+  /** Connections that waited in a backend's queue (maxConns), and those refused or timed out there. */
+  queued: number
+  queueTimeouts: number
+  backendFull: number
   closed: number
 }
 
@@ -37,7 +41,7 @@ export class TcpService implements ConnectionOwner {
   readonly #log: FlowLog
   readonly #servers: Server[] = []
   readonly #connections = new FlowTable<TcpConnection, TcpConnection>()
-  readonly stats: TcpStats = { accepted: 0, earlyResets: 0, rejectedMaxConns: 0, noBackend: 0, connectFailures: 0, retries: 0, closed: 0 }
+  readonly stats: TcpStats = { accepted: 0, earlyResets: 0, rejectedMaxConns: 0, noBackend: 0, connectFailures: 0, retries: 0, queued: 0, queueTimeouts: 0, backendFull: 0, closed: 0 }
   /** What a connection accepted now takes along (config, pool, admission); replaced on reload. */
   #context: FlowContext
   /** Sources whose PROXY headers are believed; undefined = accept-proxy off. Built once per config. */
