@@ -125,6 +125,11 @@ export function nativeLacks(service: ServiceConfig): string | undefined {
   if (service.protocols.includes('udp')) return 'tcp,udp services stay on the node plane'
   if (service.acceptProxy.length > 0) return 'accept-proxy (PROXY parsing stays in TypeScript)'
   for (const l of service.listen) if (l.family === 0) return `listen address ${l.host} is a hostname`
+  // Admission beyond max-conns is lib/flow's (TypeScript) for now.
+  if (service.allow.length > 0 || service.deny.length > 0) return 'allow/deny CIDRs (admission stays on the node plane)'
+  if (service.maxConnsPerIp > 0) return 'max-conns-per-ip (admission stays on the node plane)'
+  if (service.ratePerIp > 0) return 'rate-per-ip (admission stays on the node plane)'
+  if (service.backends.some((b) => b.maxConns > 0)) return 'a backend maxConns (queueing stays on the node plane)'
   return undefined
 }
 
