@@ -14,6 +14,7 @@ import { formatHostPort, type HostPort } from '../address/index.js'
 import type { PickData } from '../balance/index.js'
 import type { Config, ServiceConfig } from '../config/index.js'
 import { ListenError, LOCAL_ERROR_CODES, listenProblem } from '../errors.js'
+import { zeroCounts, type RefusalCounts } from '../flow/admit.js'
 import { RateLimitedLog } from '../log/rate-limit.js'
 import type { Pool, StateChange } from '../pool/index.js'
 import type { TcpCloseReason, TcpStats } from '../tcp/service.js'
@@ -350,9 +351,16 @@ export class NativeTcpService {
   }
 
   get stats(): TcpStats {
-    if (this.#released) return { accepted: 0, earlyResets: 0, rejectedMaxConns: 0, noBackend: 0, connectFailures: 0, retries: 0, closed: 0 }
+    if (this.#released) return { accepted: 0, earlyResets: 0, rejectedMaxConns: 0, noBackend: 0, connectFailures: 0, retries: 0, closed: 0, queued: 0, queueTimeouts: 0, backendFull: 0 }
     const [accepted = 0, rejectedMaxConns = 0, noBackend = 0, connectFailures = 0, retries = 0, closed = 0] = this.#addon.stats(this.#handle)
-    return { accepted, earlyResets: 0, rejectedMaxConns, noBackend, connectFailures, retries, closed }
+    return { accepted, earlyResets: 0, rejectedMaxConns, noBackend, connectFailures, retries, closed, queued: 0, queueTimeouts: 0, backendFull: 0 }
+  }
+
+  /** Admission refusals as /metrics reads them: the engine admits by max-conns only. */
+  get admission(): { readonly refused: RefusalCounts } {
+    const refused = zeroCounts()
+    refused['max-conns'] = this.stats.rejectedMaxConns
+    return { refused }
   }
 
   /** Reload: a new snapshot from the new config; established connections keep theirs. */
