@@ -131,6 +131,8 @@ export function nativeLacks(service: ServiceConfig): string | undefined {
   if (service.maxConnsPerIp > 0) return 'max-conns-per-ip (admission stays on the node plane)'
   if (service.ratePerIp > 0) return 'rate-per-ip (admission stays on the node plane)'
   if (service.backends.some((b) => b.maxConns > 0)) return 'a backend maxConns (queueing stays on the node plane)'
+  if (service.backends.some((b) => b.backup)) return 'backup servers (redispatch to backups stays on the node plane)'
+  if (service.logConnections !== 'all') return `log-connections ${service.logConnections} (the native plane logs every close)`
   return undefined
 }
 
