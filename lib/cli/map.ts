@@ -71,7 +71,7 @@ export async function runMap(config: Config, opts: MapOptions): Promise<string> 
       out += `# service ${service.name}: ${service.balance} does not map keys (skipped)\n`
       continue
     }
-    const liveService = live && findLive(live, service, opts.admin!)
+    const liveService = live && findLive(live, config, service, opts.admin!)
     const { pool, notes } = buildPool(service, liveService)
     const where = liveService ? `live from ${opts.admin}` : 'every backend up'
     out += `# service ${service.name}: ${service.balance} by ${service.hashKey}, ${pool.usableCount} of ${pool.backends.length} backends usable (${where})${notes.length > 0 ? `; ${notes.join('; ')}` : ''}\n`
@@ -192,8 +192,9 @@ async function fetchLive(opts: MapOptions): Promise<Status> {
   return JSON.parse(body) as Status
 }
 
-function findLive(live: Status, service: ServiceConfig, admin: string): LiveService {
-  const found = live.services.find((s) => s.name === service.name)
+function findLive(live: Status, config: Config, service: ServiceConfig, admin: string): LiveService {
+  // One service each side (say, flags without --name): they can only mean each other.
+  const found = live.services.find((s) => s.name === service.name) ?? (live.services.length === 1 && config.services.length === 1 ? live.services[0] : undefined)
   if (!found) throw new ExitError(EXIT_RUNTIME, `the l4lb at ${admin} has no service "${service.name}" (it has: ${live.services.map((s) => s.name).join(', ')})`)
   return found
 }
