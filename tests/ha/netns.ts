@@ -60,18 +60,44 @@ export class Lab {
   private constructor(prefix: string) {
     this.prefix = prefix
     this.dir = mkdtempSync(path.join(tmpdir(), `${prefix}`))
+    // If the runner kills this file (its timeout), teardown never runs: clean up synchronously.
+    process.once('exit', this.#onExit)
+    process.once('SIGTERM', this.#onSigterm)
+  }
+
+  readonly #onExit = (): void => {
+    for (const d of this.#daemons) if (d.proc.exitCode === null && d.proc.signalCode === null) d.proc.kill('SIGKILL')
+    for (const n of this.#names) {
+      const ns = this.ns(n)
+      for (const pid of spawnSync('ip', ['netns', 'pids', ns], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean)) {
+        try {
+          process.kill(Number(pid), 'SIGKILL')
+        } catch { /* gone */ }
+      }
+      spawnSync('ip', ['netns', 'del', ns])
+    }
+  }
+
+  readonly #onSigterm = (): void => {
+    this.#onExit()
+    process.exit(143)
   }
 
   /** Removes stale namespaces of this prefix, then makes fresh ones (lo up in each). */
   static async create(prefix: string, names: readonly string[]): Promise<Lab> {
     await removeStale(prefix)
     const lab = new Lab(prefix)
-    for (const n of names) {
-      await run('ip', ['netns', 'add', lab.ns(n)])
-      lab.#names.push(n)
-      await lab.ip(n, ['link set lo up'])
-    }
+    lab.#names.push(...names)
+    await lab.sh(names.flatMap((n) => [`ip netns add ${lab.ns(n)}`, `ip -n ${lab.ns(n)} link set lo up`]))
     return lab
+  }
+
+  /**
+   * Runs shell commands in one `sh -e` (one process start instead of one per command: on a
+   * loaded box each start costs). `{ns}` in a command becomes the lab's prefix.
+   */
+  sh(commands: readonly string[]): Promise<string> {
+    return run('sh', ['-ec', commands.map((c) => c.replaceAll('{ns}', this.prefix)).join('\n')])
   }
 
   ns(name: string): string {
@@ -88,14 +114,18 @@ export class Lab {
     return run('ip', ['netns', 'exec', this.ns(name), ...NO_TAP_HOOKS, ...argv], undefined, timeoutMs)
   }
 
-  /** A veth pair with one end in each namespace, created inside `a` (never in the host's). */
-  async link(a: string, aIf: string, b: string, bIf: string): Promise<void> {
-    await this.ip(a, [`link add ${aIf} type veth peer name ${bIf} netns ${this.ns(b)}`, `link set ${aIf} up`])
-    await this.ip(b, [`link set ${bIf} up`])
+  /** Commands for a veth pair with one end in each namespace, created inside `a` (never in the host's). */
+  link(a: string, aIf: string, b: string, bIf: string): string[] {
+    return [
+      `ip -n ${this.ns(a)} link add ${aIf} type veth peer name ${bIf} netns ${this.ns(b)}`,
+      `ip -n ${this.ns(a)} link set ${aIf} up`,
+      `ip -n ${this.ns(b)} link set ${bIf} up`,
+    ]
   }
 
-  async sysctl(name: string, settings: Record<string, string | number>): Promise<void> {
-    await this.exec(name, ['sysctl', '-q', '-w', ...Object.entries(settings).map(([k, v]) => `${k}=${v}`)])
+  /** A command that sets sysctls inside a namespace (they are per namespace: the host's stay as they are). */
+  sysctl(name: string, settings: Record<string, string | number>): string {
+    return `ip netns exec ${this.ns(name)} sysctl -q -w ${Object.entries(settings).map(([k, v]) => `${k}=${v}`).join(' ')}`
   }
 
   /** Starts a long-running process inside a namespace; tracked and killed by PID in destroy(). */
@@ -148,6 +178,9 @@ export class Lab {
       clearTimeout(timer)
     }))
     for (const n of this.#names) await removeNamespace(this.ns(n))
+    this.#names.length = 0
+    process.removeListener('exit', this.#onExit)
+    process.removeListener('SIGTERM', this.#onSigterm)
     rmSync(this.dir, { recursive: true, force: true })
   }
 }
