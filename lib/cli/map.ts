@@ -47,8 +47,8 @@ export function mapCommand(program: Command, loadConfig: (opts: FlagValues) => C
     .action(async (opts: MapOptions) => {
       // The listen address plays no part in where a key goes; `map -b A -b B --key K` should not
       // need one, but the run flags' validation does.
-      if (!opts.config && !opts.listen) opts.listen = [':1']
-      process.stdout.write(await runMap(loadConfig(opts), opts))
+      const flags = !opts.config && !opts.listen ? { ...opts, listen: [':1'] } : opts
+      process.stdout.write(await runMap(loadConfig(flags), opts))
     })
 }
 
@@ -64,16 +64,17 @@ export async function runMap(config: Config, opts: MapOptions): Promise<string> 
   }
   const hashed = services.filter(isHashed)
   if (hashed.length === 0) throw new ExitError(EXIT_USAGE, `map: ${services.map((s) => `service ${s.name}: ${notHashed(s)}`).join('; ')}`)
-  const live = opts.admin ? await fetchLive(opts) : undefined
+  const admin = typeof opts.admin === 'string' ? opts.admin : undefined
+  const live = admin ? await fetchLive(admin, typeof opts.adminTokenFile === 'string' ? opts.adminTokenFile : undefined) : undefined
   let out = ''
   for (const service of services) {
     if (!isHashed(service)) {
       out += `# service ${service.name}: ${service.balance} does not map keys (skipped)\n`
       continue
     }
-    const liveService = live && findLive(live, config, service, opts.admin!)
+    const liveService = live && findLive(live, config, service, admin!)
     const { pool, notes } = buildPool(service, liveService)
-    const where = liveService ? `live from ${opts.admin}` : 'every backend up'
+    const where = liveService ? `live from ${admin}` : 'every backend up'
     out += `# service ${service.name}: ${service.balance} by ${service.hashKey}, ${pool.usableCount} of ${pool.backends.length} backends usable (${where})${notes.length > 0 ? `; ${notes.join('; ')}` : ''}\n`
     for (const key of keys) out += `${key.text} ${mapKey(pool, service, key) ?? '-'}\n`
   }
@@ -125,7 +126,7 @@ export function buildPool(service: ServiceConfig, live?: LiveService): { pool: P
     if (extra.length > 0) notes.push(`the instance also has ${extra.join(', ')} (not in this config: maps may differ)`)
   }
   if (live && live.balance !== service.balance) notes.push(`the instance balances with ${live.balance}, this config with ${service.balance}`)
-  const pool = new Pool({ name: service.name, balance: service.balance, backends, addresses: backends.map((b) => b.host), initiallyUp: true })
+  const pool = new Pool({ name: service.name, balance: service.balance, backends, addresses: backends.map((b) => b.host), checked: false })
   if (!live) return { pool, notes }
   const byName = new Map(live.backends.map((b) => [b.address, b]))
   const notUp: string[] = []
@@ -136,7 +137,7 @@ export function buildPool(service: ServiceConfig, live?: LiveService): { pool: P
       notes.push(`${b.name} is not on the instance`)
       continue
     }
-    if (state === 'down') pool.setHealth(b.id, false, 'live: down')
+    if (state === 'down' || state === 'starting') pool.setHealth(b.id, false, `live: ${state}`)
     else if (state === 'drain' || state === 'maint') pool.setAdmin(b.id, state, `live: ${state}`)
     if (state !== 'up') notUp.push(`${b.name} ${state}`)
   }
@@ -185,8 +186,8 @@ function readKeys(file: string): ClientKey[] {
   return keys
 }
 
-async function fetchLive(opts: MapOptions): Promise<Status> {
-  const target = { admin: opts.admin!, ...(opts.adminTokenFile ? { adminTokenFile: opts.adminTokenFile } : {}) }
+async function fetchLive(admin: string, adminTokenFile: string | undefined): Promise<Status> {
+  const target = { admin, ...(adminTokenFile ? { adminTokenFile } : {}) }
   const { status, body } = await request(target, 'GET', '/status')
   if (status !== 200) throw new ExitError(EXIT_RUNTIME, `admin endpoint answered ${status}: ${body.trim()}`)
   return JSON.parse(body) as Status
