@@ -103,6 +103,7 @@ process.stdout.write(JSON.stringify({
   garbageRepliedTo: endings.filter((e) => e.bytes > 0).length,
   slowCut: slowLifetimesMs.length,
   slowLongestMs: Math.max(0, ...slowLifetimesMs),
+  slowMedianMs: slowLifetimesMs.sort((a, b) => a - b)[Math.floor(slowLifetimesMs.length / 2)] ?? 0,
   slowConnectErrors,
   slowReplies,
   elapsedMs: Date.now() - started,

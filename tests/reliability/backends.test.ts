@@ -36,7 +36,7 @@ t.test(`a backend that accepts and never answers: ${CLIENTS} clients are closed 
     clients.push(s)
   }
   await eventually('the backend to have every connection', () => backend.sockets.size === CLIENTS, 10_000)
-  const endings = await within(15_000, 'every client to be closed', Promise.all(clients.map((s) => {
+  const endings = await within(30_000, 'every client to be closed', Promise.all(clients.map((s) => {
     s.write('hello?\n')
     return ending(s)
   })))
@@ -82,7 +82,7 @@ t.test(`a backend that resets mid-stream: ${CLIENTS} clients get the bytes sent 
   t.teardown(() => {
     for (const c of clients) c.destroy()
   })
-  const endings = await within(20_000, 'every client to be ended', Promise.all(Array.from({ length: CLIENTS }, async (_, i) => {
+  const endings = await within(30_000, 'every client to be ended', Promise.all(Array.from({ length: CLIENTS }, async (_, i) => {
     const s = await within(5000, 'connect', connect(port, '127.0.0.1', source(81, i)))
     clients.push(s)
     const ended = ending(s)
