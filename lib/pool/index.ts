@@ -37,6 +37,8 @@ export class Backend {
   address: string
   healthUp: boolean
   admin: AdminState = 'enabled'
+  /** Its name did not resolve (set by `setUnresolved`): down whatever checks say, until a refresh resolves it. */
+  unresolved = false
   lastChangeAt = Date.now()
   lastReason = 'start'
   lastError: string | undefined
@@ -80,6 +82,8 @@ export interface PoolOptions {
   readonly addresses: readonly string[]
   /** Health at start: true when there is no prober (check type none). */
   readonly initiallyUp: boolean
+  /** The algorithm object, when the caller resolved `balance` itself (a registry from lib/api). */
+  readonly algorithm?: Algorithm | undefined
 }
 
 type Listener = (change: StateChange) => void
@@ -99,7 +103,7 @@ export class Pool {
   readonly #passiveListeners: PassiveListener[] = []
 
   constructor(options: PoolOptions) {
-    const algorithm = resolveAlgorithm(options.balance)
+    const algorithm = options.algorithm ?? resolveAlgorithm(options.balance)
     if (!algorithm) throw new Error(`unknown balance algorithm ${options.balance}`)
     this.#algorithm = algorithm
     this.name = options.name
@@ -178,10 +182,25 @@ export class Pool {
     this.#listeners.push(listener)
   }
 
+  /**
+   * A backend whose name did not resolve: down with the DNS error as the reason (in /status and
+   * the log) until a refresh builds a pool where it resolves. Call before traffic arrives.
+   */
+  setUnresolved(backendId: number, error: string): void {
+    const backend = this.backends[backendId]
+    if (!backend) return
+    backend.unresolved = true
+    backend.healthUp = false
+    backend.lastChangeAt = Date.now()
+    backend.lastReason = 'dns'
+    backend.lastError = error
+    this.#picker = this.#rebuild()
+  }
+
   /** Applies a health event from the prober. */
   setHealth(backendId: number, up: boolean, reason: string, lastError?: string): void {
     const backend = this.backends[backendId]
-    if (!backend || backend.healthUp === up) return
+    if (!backend || backend.healthUp === up || (up && backend.unresolved)) return
     this.#change(backend, reason, lastError, () => {
       backend.healthUp = up
     })
@@ -204,7 +223,8 @@ export class Pool {
     for (const b of this.backends) {
       const old = previous.byName(b.name)
       if (!old) continue
-      b.healthUp = old.healthUp
+      // Down only for want of an address: its health starts afresh now that it has one.
+      if (!old.unresolved) b.healthUp = old.healthUp
       b.admin = old.admin
       b.lastChangeAt = old.lastChangeAt
       b.lastReason = old.lastReason

@@ -8,6 +8,17 @@ import type { HealthConfig } from '../config/index.js'
 import type { Logger } from 'pino'
 import type { Pool, StateChange } from '../pool/index.js'
 import { encodeV2 } from '../proxy-protocol/index.js'
+import { customCheckRunner, type HealthCheck } from '../health/custom.js'
+import type { Algorithm } from '../balance/index.js'
+
+/**
+ * What an embedding program added (lib/api's Registry): algorithms and check types by name.
+ * Passed to Runtime.start and kept by the runtime object, never stored module-wide.
+ */
+export interface Extensions {
+  algorithm(name: string): Algorithm | undefined
+  check(name: string): HealthCheck | undefined
+}
 
 /** PROXY v2 LOCAL over UNSPEC, no addresses: the spec's header for a balancer's own checks. */
 const PROXY_V2_LOCAL = encodeV2({ command: 'local', transport: 'stream' })
@@ -32,7 +43,8 @@ export function checkOptions(health: HealthConfig): CheckOptions {
 }
 
 export function checkTargets(pool: Pool, health: HealthConfig): CheckTarget[] {
-  return pool.backends.map((b) => ({
+  // An unresolved backend has nothing to probe; a refresh that resolves it builds a new prober.
+  return pool.backends.filter((b) => !b.unresolved).map((b) => ({
     id: b.id,
     name: b.name,
     host: b.address,
@@ -44,11 +56,15 @@ export function checkTargets(pool: Pool, health: HealthConfig): CheckTarget[] {
  * Starts probing the pool's backends. Resolves once every backend has had its first check (or
  * after one check timeout plus the first check's jitter), so listeners open with a known state.
  */
-export async function attachProber(pool: Pool, health: HealthConfig, logger: Logger): Promise<Prober> {
-  const pending = new Set(pool.backends.map((b) => b.id))
+export async function attachProber(pool: Pool, health: HealthConfig, logger: Logger, extensions?: Extensions): Promise<Prober> {
+  const pending = new Set(pool.backends.filter((b) => !b.unresolved).map((b) => b.id))
+  // A registered check runs through the prober's CheckRunner door with the same rise/fall and
+  // timing options; 'tcp' only stands in for its type while the built-in options are resolved.
+  const custom = extensions?.check(health.type)
   let firstRoundDone: () => void = () => {}
   const firstRound = new Promise<void>((resolve) => (firstRoundDone = resolve))
-  const prober = new Prober(checkOptions(health), checkTargets(pool, health), (event: HealthEvent) => {
+  const options = custom ? { ...checkOptions(health), type: 'tcp' as const } : checkOptions(health)
+  const prober = new Prober(options, checkTargets(pool, health), (event: HealthEvent) => {
     pool.setHealth(event.backendId, event.up, event.reason, event.lastError)
     // A backend that fails its very first check never changes state in the pool (it was not
     // usable yet), so say here why it is not taking traffic.
@@ -62,7 +78,8 @@ export async function attachProber(pool: Pool, health: HealthConfig, logger: Log
       logger.warn({ service: pool.name, backend: backend?.name, from: 'starting', to: 'down', reason: event.reason, lastError: event.lastError }, 'backend state changed')
     }
     if (event.from === 'starting' && pending.delete(event.backendId) && pending.size === 0) firstRoundDone()
-  })
+  }, custom ? { runCheck: customCheckRunner(custom) } : {})
+  if (pending.size === 0) firstRoundDone()
   pool.onPassiveFailure((backend, error) => prober.observePassive(backend.id, false, error))
   pool.onStateChange((change: StateChange) => {
     if (change.to === 'maint') prober.pause(change.backend.id)

@@ -10,7 +10,7 @@ import type { Prober } from '../health/index.js'
 import { Pool, type StateChange } from '../pool/index.js'
 import { TcpService } from '../tcp/service.js'
 import { UdpService } from '../udp/index.js'
-import { attachProber } from './health.js'
+import { attachProber, type Extensions } from './health.js'
 import { createResolver, hasNames, resolveBackends, signature, type NameResolver, type ResolvedBackends } from './resolve.js'
 
 /** Everything one configured service owns. */
@@ -71,15 +71,18 @@ export class Runtime {
   /** Services removed by a reload whose connections are still finishing. */
   readonly draining = new Set<ServiceHandle>()
   #resolver: NameResolver
+  readonly #extensions: Extensions | undefined
 
-  private constructor(config: Config, logger: Logger) {
+  private constructor(config: Config, logger: Logger, extensions?: Extensions) {
     this.config = config
     this.logger = logger
     this.#resolver = createResolver(config.resolvers)
+    this.#extensions = extensions
   }
 
-  static async start(config: Config, logger: Logger): Promise<Runtime> {
-    const runtime = new Runtime(config, logger)
+  /** `extensions`: algorithms and checks an embedding program registered (lib/api). */
+  static async start(config: Config, logger: Logger, extensions?: Extensions): Promise<Runtime> {
+    const runtime = new Runtime(config, logger, extensions)
     try {
       for (const service of config.services) runtime.services.set(service.name, await runtime.#startService(service))
     } catch (err) {
@@ -99,12 +102,19 @@ export class Runtime {
       // Checked backends start unusable and come up on their first passing check (README:
       // "Initial state"); with no checks there is nothing to wait for.
       initiallyUp: service.health.type === 'none',
+      algorithm: this.#extensions?.algorithm(service.balance),
     })
     if (previous) pool.inherit(previous)
+    for (const [name, error] of resolved.unresolved) {
+      const backend = pool.byName(name)
+      if (!backend) continue
+      pool.setUnresolved(backend.id, error)
+      this.logger.warn({ service: service.name, backend: name, state: 'down', reason: 'dns', lastError: error }, 'backend name does not resolve: down until it does')
+    }
     pool.onStateChange(this.#logStateChange)
     const handle = new ServiceHandle(service, pool)
     handle.resolvedSignature = signature(resolved)
-    if (service.health.type !== 'none') handle.prober = await attachProber(pool, service.health, this.logger)
+    if (service.health.type !== 'none') handle.prober = await attachProber(pool, service.health, this.logger, this.#extensions)
     this.#scheduleRefresh(handle)
     return handle
   }
@@ -124,6 +134,13 @@ export class Runtime {
       resolved = await resolveBackends(handle.config.backends, this.#resolver)
     } catch (err) {
       this.logger.warn({ service: handle.name, err: (err as Error).message }, 'DNS refresh failed: keeping the current backends')
+      return
+    }
+    // A name that resolved before and fails now keeps the backends as they are (a DNS hiccup must
+    // not take a working backend down); one that never resolved stays down until it does.
+    const newlyFailed = [...resolved.unresolved.keys()].filter((name) => !handle.pool.byName(name)?.unresolved)
+    if (newlyFailed.length > 0) {
+      this.logger.warn({ service: handle.name, backends: newlyFailed, err: [...resolved.unresolved.values()].join('; ') }, 'DNS refresh failed: keeping the current backends')
       return
     }
     if (signature(resolved) === handle.resolvedSignature || this.services.get(handle.name) !== handle) return
