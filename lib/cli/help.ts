@@ -71,17 +71,21 @@ export function unknownCommandLine(program: Command, args: readonly string[]): s
   if (first === undefined || first.startsWith('-')) return undefined
   const names = program.commands.flatMap((c) => [c.name(), ...c.aliases()]).concat('help')
   if (names.includes(first)) return undefined
+  const typed = first.toLowerCase()
+  // A prefix ("stat", "install") is what people type when they half-remember a name.
+  const prefixed = typed.length >= 3 ? names.find((n) => n.startsWith(typed)) : undefined
+  if (prefixed) return `unknown command '${first}' (did you mean '${prefixed}'?)`
   let best: string | undefined
   let bestDistance = Infinity
   for (const name of names) {
-    const d = editDistance(first.toLowerCase(), name)
+    const d = editDistance(typed, name)
     if (d < bestDistance) {
       best = name
       bestDistance = d
     }
   }
-  // Within 2 edits, or a prefix ("stat" for "status"): close enough to be a typo.
-  const near = best !== undefined && (bestDistance <= Math.max(1, Math.min(2, first.length - 2)) || best.startsWith(first.toLowerCase()))
+  // Within 2 edits (1 for short words): close enough to be a typo.
+  const near = best !== undefined && bestDistance <= Math.max(1, Math.min(2, first.length - 2))
   if (near) return `unknown command '${first}' (did you mean '${best}'?)`
   return `unknown command '${first}' (commands: ${names.filter((n) => n !== 'help').join(', ')}; options start with -, see l4lb --help)`
 }
