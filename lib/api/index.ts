@@ -118,8 +118,8 @@ export async function start(input: ConfigInput | Config, options: StartOptions =
   const runtime = await Runtime.start(config, logger, registry)
   let admin: AdminServer | undefined
   if (config.admin) {
-    admin = new AdminServer(config.admin, runtime, logger)
     try {
+      admin = new AdminServer(config.admin, runtime, logger)
       await admin.listen()
     } catch (err) {
       await runtime.stop(0)

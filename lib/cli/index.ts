@@ -3,6 +3,7 @@
  * the runtime. Bad input exits 2 with one line; a runtime failure (port in use) exits 1 with one
  * line; nothing the user typed ever produces a stack trace.
  */
+import { readFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { Command, CommanderError, Option } from 'commander'
 import { applyFlagOverrides, configFromFlags, ConfigErrors, type Config, type FlagValues } from '../config/index.js'
@@ -189,12 +190,21 @@ function loadConfig(opts: FlagValues): Config {
 
 async function runCommand(opts: FlagValues): Promise<void> {
   const config = loadConfig(opts)
+  const tokenFile = config.admin?.tokenFile
+  if (tokenFile !== undefined) {
+    // Checked before anything listens: a missing token is a config mistake, not a crash later.
+    try {
+      readFileSync(tokenFile)
+    } catch (err) {
+      throw new ExitError(EXIT_USAGE, `admin token file ${JSON.stringify(tokenFile)}: cannot read it (${(err as NodeJS.ErrnoException).code ?? String(err)})`)
+    }
+  }
   const { logger, flush } = createLogger(config.log)
   const runtime = await Runtime.start(config, logger)
   let admin: AdminServer | undefined
   if (config.admin) {
-    admin = new AdminServer(config.admin, runtime, logger)
     try {
+      admin = new AdminServer(config.admin, runtime, logger)
       await admin.listen()
     } catch (err) {
       await runtime.stop(0)

@@ -21,6 +21,7 @@ const badFlags: Array<[string[], string]> = [
   [['-l', ':5432', '-b', 'db1:5432', '--accept-proxy', '10.0.0.0/33'], 'l4lb: --accept-proxy "10.0.0.0/33": prefix length must be 0-32'],
   [['-l', ':5432', '-b', 'db1:5432', '-b', 'db1:5432'], 'l4lb: --backend "db1:5432": duplicate backend'],
   [['-l', ':5432'], 'l4lb: --backend: at least one backend is required'],
+  [['-l', '127.0.0.1:0', '-b', '127.0.0.1:1', '--admin', '127.0.0.1:0', '--admin-token-file', '/nonexistent/token'], 'l4lb: admin token file "/nonexistent/token": cannot read it (ENOENT)'],
   [['-b', 'db1:5432'], 'l4lb: --listen: at least one listen address is required (e.g. -l :5432)'],
   [['-l', ':5432', '-b', 'db1:5432', '--frobnicate'], "l4lb: unknown option '--frobnicate'"],
   [['-l', ':5432', '-b', 'db1:5432', '--protocol', 'udp', '--proxy-protocol', 'v1'], 'l4lb: --proxy-protocol "v1": PROXY v1 has no datagram form: use v2 for udp'],
