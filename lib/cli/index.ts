@@ -214,19 +214,27 @@ async function runCommand(opts: FlagValues): Promise<void> {
   }
   const drainTimeoutMs = Math.max(...config.services.map((s) => s.drainTimeoutMs))
   installSignals(runtime, flush, drainTimeoutMs, () => admin?.close())
-  if (opts.config) installReload(runtime, opts)
+  installReload(runtime, opts)
   await sdNotify('READY=1', `serving ${config.services.length} service(s)`)
 }
 
 /**
  * SIGHUP: re-read and validate the file; an invalid file is logged and the running config is
- * kept unchanged. A valid one is applied in place (no fork, no second generation).
+ * kept unchanged. A valid one is applied in place (no fork, no second generation). Started from
+ * flags there is no file to re-read: SIGHUP re-resolves backend names instead (Node's default
+ * for SIGHUP is to exit, which killed such a process: issue 12).
  */
 function installReload(runtime: Runtime, opts: FlagValues): void {
   let reloading = Promise.resolve()
   process.on('SIGHUP', () => {
     reloading = reloading.then(async () => {
       await sdNotify('RELOADING=1')
+      if (!opts.config) {
+        const changed = await runtime.refreshAll()
+        runtime.logger.info({ signal: 'SIGHUP', changed }, 'SIGHUP: started from flags, no config file to re-read; backend names re-resolved')
+        await sdNotify('READY=1', `serving ${runtime.services.size} service(s)`)
+        return
+      }
       let next: Config
       try {
         next = loadConfig(opts)
@@ -276,6 +284,13 @@ export function installSignals(runtime: Runtime, flush: (timeoutMs?: number) => 
   }
   process.on('SIGTERM', onSignal)
   process.on('SIGINT', onSignal)
+  // On purpose: Node's default for SIGUSR1 opens the inspector (a debugger port on a production
+  // balancer) and for SIGUSR2 exits. USR1 logs a one-line summary; USR2 is ignored and says so.
+  process.on('SIGUSR1', () => {
+    const services = [...runtime.services.values()].map((s) => ({ service: s.name, active: s.activeConnections, usable: s.pool.usableCount, backends: s.pool.backends.length }))
+    runtime.logger.info({ signal: 'SIGUSR1', active: runtime.activeConnections, services }, 'status')
+  })
+  process.on('SIGUSR2', () => runtime.logger.info({ signal: 'SIGUSR2' }, 'SIGUSR2 ignored (SIGHUP reloads, SIGTERM stops)'))
 }
 
 export async function main(argv: readonly string[]): Promise<void> {
