@@ -9,7 +9,8 @@ import type { Logger } from 'pino'
 import { AdminServer, statusOf, type Status } from '../admin/index.js'
 import { formatHostPort } from '../address/index.js'
 import { isBalanceName } from '../balance/index.js'
-import { validateConfig, yamlKeyName, type Config, type RawConfig, type ServiceConfig } from '../config/index.js'
+import { ConfigErrors, validateConfig, yamlKeyName, type Config, type RawConfig, type ServiceConfig } from '../config/index.js'
+import { ConfigError } from '../errors.js'
 import { createLogger } from '../log/index.js'
 import { Runtime } from '../runtime/index.js'
 import { Registry } from './registry.js'
@@ -90,6 +91,13 @@ export function parseConfig(input: ConfigInput | Config, registry?: Registry): C
   }) : input.services
   const config = validateConfig({ ...input, services }, yamlKeyName)
   if (custom.size === 0) return config
+  const problems: ConfigError[] = []
+  for (const [i, names] of custom) {
+    const check = names.check ? registry?.check(names.check) : undefined
+    const problem = check?.validate?.({ ...config.services[i]!.health, type: names.check as ServiceConfig['health']['type'] })
+    if (problem) problems.push(new ConfigError(`services[${i}].health`, undefined, `${names.check}: ${problem}`, ['services', i, 'health']))
+  }
+  if (problems.length > 0) throw new ConfigErrors(problems)
   return {
     ...config,
     services: config.services.map((s, i): ServiceConfig => {

@@ -1,7 +1,7 @@
 /**
  * The man page l4lb(1) and the bash completion, generated from the commander program — the one
  * place options are defined — so they cannot drift from `--help`. `npm run docs` writes
- * man/l4lb.1 and completions/l4lb.bash (both shipped in the package); tests/cli/docs.test.ts
+ * man/man1/l4lb.1 and completions/l4lb.bash (both shipped in the package); tests/cli/docs.test.ts
  * fails when the committed files are not what this generates.
  */
 import { writeFileSync, mkdirSync } from 'node:fs'
@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url'
 import type { Command, Option } from 'commander'
 import { buildProgram, EXAMPLES, VERSION } from './index.js'
 
-export const MAN_PATH = 'man/l4lb.1'
+export const MAN_PATH = 'man/man1/l4lb.1'
 export const COMPLETION_PATH = 'completions/l4lb.bash'
 
 /** roff text: backslashes escaped, a line starting with . or ' neutralised, hyphens as \-. */

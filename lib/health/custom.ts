@@ -4,6 +4,7 @@
  * The prober treats it like its own checks — same rise/fall, intervals, timeout, history — through
  * the CheckRunner door it already has for test fakes.
  */
+import type { HealthConfig } from '../config/types.js'
 import type { CheckResult, CheckRunner } from './checks.js'
 
 /** What a custom check is told about the backend it probes. */
@@ -23,6 +24,12 @@ export interface HealthCheckContext {
 }
 
 export interface HealthCheck {
+  /**
+   * Optional: judges a service's `health` settings when the config is loaded (start and every
+   * reload), so a mistake is a config error naming the key and not a failing check later.
+   * Return the problem as a short phrase, or undefined when the settings are fine.
+   */
+  validate?(health: HealthConfig): string | undefined
   /**
    * One probe. Resolve: passed. Reject or throw: failed, with the error's message as the reason
    * shown in /status and the log (keep it short, e.g. "PONG expected, got -LOADING").

@@ -70,6 +70,7 @@ t.test('a custom health check takes a failing backend out with its reason, and b
   let bHealthy = false
   const checked = new Set<string>()
   const flag: HealthCheck = {
+    validate: (health) => (health.intervalMs < 50 ? 'interval must be at least 50ms' : undefined),
     async run(target) {
       checked.add(target.name)
       if (target.port === b.port && !bHealthy) throw new Error('maintenance flag set')
@@ -83,6 +84,8 @@ t.test('a custom health check takes a failing backend out with its reason, and b
   }, { registry, logger })
   t.teardown(() => lb.close())
   const port = lb.addresses()[0]!.port
+  await t.rejects(lb.reload({ services: [{ listen: ['127.0.0.1:0'], health: { type: 'flag', interval: '10ms' }, backends: [a.address] }] }),
+    { name: 'ConfigErrors', message: 'services[0].health: flag: interval must be at least 50ms' }, 'the check validates its settings at load')
   t.same([...checked].sort(), [a.address, b.address].sort(), 'both backends were probed by the custom check')
   const bStatus = () => lb.status().services[0]!.backends.find((x) => x.address === b.address)!
   t.equal(bStatus().state, 'down')

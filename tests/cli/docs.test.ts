@@ -6,7 +6,7 @@ import { bashCompletion, COMPLETION_PATH, MAN_PATH, manPage } from '../../lib/cl
 import { buildProgram } from '../../lib/cli/index.js'
 import { ROOT } from '../helpers/index.js'
 
-t.test('man/l4lb.1 and completions/l4lb.bash are what the option definitions generate (run `npm run docs`)', async (t) => {
+t.test('man/man1/l4lb.1 and completions/l4lb.bash are what the option definitions generate (run `npm run docs`)', async (t) => {
   t.equal(readFileSync(path.join(ROOT, MAN_PATH), 'utf8'), manPage(), MAN_PATH)
   t.equal(readFileSync(path.join(ROOT, COMPLETION_PATH), 'utf8'), bashCompletion(), COMPLETION_PATH)
 })

@@ -37,7 +37,7 @@ t.before(() => {
 
 t.test('the tarball holds the built CLI, library, types, man page and completion; no tests, no dev dependencies', async (t) => {
   const files = new Set(run('tar', ['tzf', tarball]).stdout.split('\n').map((f) => f.replace(/^package\//, '')))
-  for (const f of ['bin/l4lb', 'dist/lib/index.js', 'dist/lib/index.d.ts', 'dist/lib/cli/index.js', 'man/l4lb.1', 'completions/l4lb.bash', 'conf/l4lb.service', 'conf/l4lb.yaml', 'scripts/build-native.mjs']) {
+  for (const f of ['bin/l4lb', 'dist/lib/index.js', 'dist/lib/index.d.ts', 'dist/lib/cli/index.js', 'man/man1/l4lb.1', 'completions/l4lb.bash', 'conf/l4lb.service', 'conf/l4lb.yaml', 'scripts/build-native.mjs']) {
     t.ok(files.has(f), f)
   }
   const unwanted = [...files].filter((f) => f.startsWith('dist/tests/') || f.startsWith('tests/') || /^lib\/(?!native\/).*\.ts$/.test(f) || /^node_modules\/(typescript|tap|@types)\//.test(f))
