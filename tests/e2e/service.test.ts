@@ -199,7 +199,7 @@ t.test('systemd: READY=1 after listeners bind, RELOADING=1/READY=1 around a relo
   t.teardown(() => sink.kill())
   let received = ''
   sink.stdout.setEncoding('utf8').on('data', (c: string) => (received += c))
-  await eventually('the notify socket', () => existsSync(sock))
+  await eventually('the notify socket', () => existsSync(sock), 20_000)
   const a = await new EchoBackend('a').start()
   t.teardown(() => a.stop())
   const file = path.join(dir, 'l4lb.yaml')
