@@ -4,10 +4,11 @@ _l4lb() {
   cur=${COMP_WORDS[COMP_CWORD]}
   prev=${COMP_WORDS[COMP_CWORD-1]}
   case $prev in
+    --name) return ;;
     -l|--listen) return ;;
     -b|--backend) return ;;
     --protocol) COMPREPLY=($(compgen -W 'tcp udp tcp,udp' -- "$cur")); return ;;
-    -a|--balance) COMPREPLY=($(compgen -W 'consistent maglev ring ip-hash round-robin least-conn random-two' -- "$cur")); return ;;
+    -a|--balance) return ;;
     --hash-key) COMPREPLY=($(compgen -W 'src-ip src-ip-port' -- "$cur")); return ;;
     --proxy-protocol) COMPREPLY=($(compgen -W 'none v1 v2' -- "$cur")); return ;;
     --accept-proxy) return ;;
@@ -18,13 +19,13 @@ _l4lb() {
     --check-timeout) return ;;
     --rise) return ;;
     --fall) return ;;
+    --fast-interval) return ;;
+    --down-interval) return ;;
     --check-port) return ;;
     --check-send) return ;;
     --check-expect) return ;;
     --check-http-path) return ;;
     --check-http-status) return ;;
-    --fast-interval) return ;;
-    --down-interval) return ;;
     --flap-damping) return ;;
     --on-down) COMPREPLY=($(compgen -W 'keep shutdown' -- "$cur")); return ;;
     --connect-timeout) return ;;
@@ -33,18 +34,17 @@ _l4lb() {
     --max-conns) return ;;
     --drain-timeout) return ;;
     --backlog) return ;;
+    --resolve-interval) return ;;
     --udp-idle-timeout) return ;;
     --udp-responses) return ;;
     --udp-max-sessions) return ;;
     --udp-buffer) return ;;
-    --name) return ;;
-    --resolve-interval) return ;;
-    --resolver) return ;;
-    -c|--config) COMPREPLY=($(compgen -f -- "$cur")); return ;;
     --admin) return ;;
     --admin-token-file) COMPREPLY=($(compgen -f -- "$cur")); return ;;
     --log-level) return ;;
     --log-format) COMPREPLY=($(compgen -W 'json pretty' -- "$cur")); return ;;
+    --resolver) return ;;
+    -c|--config) COMPREPLY=($(compgen -f -- "$cur")); return ;;
     -p|--port) return ;;
     --timeout) return ;;
     --prefix) return ;;
@@ -57,7 +57,7 @@ _l4lb() {
     esac
   done
   case $cmd in
-    run) opts='-l --listen -b --backend --protocol -a --balance --hash-key --proxy-protocol --accept-proxy --accept-proxy-strict --accept-proxy-timeout --accept-proxy-max-length --proxy-v2-crc32c --proxy-udp-first-only --proxy-forward-tlvs --check --check-interval --check-timeout --rise --fall --check-port --check-send --check-expect --check-http-path --check-http-status --check-send-proxy --fast-interval --down-interval --flap-damping --on-down --connect-timeout --idle-timeout --retries --max-conns --drain-timeout --backlog --reuse-port --udp-idle-timeout --udp-responses --udp-max-sessions --udp-buffer --udp-keep-sessions --name --resolve-interval --resolver -c --config --admin --admin-token-file --log-level --log-format --help' ;;
+    run) opts='--name -l --listen -b --backend --protocol -a --balance --hash-key --proxy-protocol --accept-proxy --accept-proxy-strict --accept-proxy-timeout --accept-proxy-max-length --proxy-v2-crc32c --proxy-forward-tlvs --proxy-udp-first-only --check --check-interval --check-timeout --rise --fall --fast-interval --down-interval --check-port --check-send --check-expect --check-http-path --check-http-status --check-send-proxy --flap-damping --on-down --connect-timeout --idle-timeout --retries --max-conns --drain-timeout --backlog --reuse-port --resolve-interval --udp-idle-timeout --udp-responses --udp-max-sessions --udp-buffer --udp-keep-on-down --udp-keep-sessions --admin --admin-token-file --log-level --log-format --resolver -c --config --help' ;;
     demo) opts='-p --port -a --balance --help' ;;
     check) opts='-c --config --help' ;;
     status) opts='--admin --admin-token-file -c --config --json --help' ;;
