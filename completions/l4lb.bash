@@ -7,8 +7,8 @@ _l4lb() {
     --name) return ;;
     -l|--listen) return ;;
     -b|--backend) return ;;
-    --protocol) COMPREPLY=($(compgen -W 'tcp udp tcp,udp' -- "$cur")); return ;;
-    -a|--balance) return ;;
+    --protocol) COMPREPLY=($(compgen -W 'tcp udp tcp,udp udp,tcp' -- "$cur")); return ;;
+    -a|--balance) COMPREPLY=($(compgen -W 'consistent maglev ring ip-hash round-robin least-conn random-two' -- "$cur")); return ;;
     --hash-key) COMPREPLY=($(compgen -W 'src-ip src-ip-port' -- "$cur")); return ;;
     --proxy-protocol) COMPREPLY=($(compgen -W 'none v1 v2' -- "$cur")); return ;;
     --accept-proxy) return ;;
@@ -41,7 +41,7 @@ _l4lb() {
     --udp-buffer) return ;;
     --admin) return ;;
     --admin-token-file) COMPREPLY=($(compgen -f -- "$cur")); return ;;
-    --log-level) return ;;
+    --log-level) COMPREPLY=($(compgen -W 'trace debug info warn error fatal silent' -- "$cur")); return ;;
     --log-format) COMPREPLY=($(compgen -W 'json pretty' -- "$cur")); return ;;
     --resolver) return ;;
     -c|--config) COMPREPLY=($(compgen -f -- "$cur")); return ;;
@@ -57,7 +57,7 @@ _l4lb() {
     esac
   done
   case $cmd in
-    run) opts='--name -l --listen -b --backend --protocol -a --balance --hash-key --proxy-protocol --accept-proxy --accept-proxy-strict --accept-proxy-timeout --accept-proxy-max-length --proxy-v2-crc32c --proxy-forward-tlvs --proxy-udp-first-only --check --check-interval --check-timeout --rise --fall --fast-interval --down-interval --check-port --check-send --check-expect --check-http-path --check-http-status --check-send-proxy --flap-damping --on-down --connect-timeout --idle-timeout --retries --max-conns --drain-timeout --backlog --reuse-port --resolve-interval --udp-idle-timeout --udp-responses --udp-max-sessions --udp-buffer --udp-keep-on-down --udp-keep-sessions --admin --admin-token-file --log-level --log-format --resolver -c --config --help' ;;
+    run) opts='--name -l --listen -b --backend --protocol -a --balance --hash-key --proxy-protocol --accept-proxy --accept-proxy-strict --accept-proxy-timeout --accept-proxy-max-length --proxy-v2-crc32c --proxy-forward-tlvs --proxy-udp-first-only --check --check-interval --check-timeout --rise --fall --fast-interval --down-interval --check-port --check-send --check-expect --check-http-path --check-http-status --check-send-proxy --flap-damping --on-down --connect-timeout --idle-timeout --retries --max-conns --drain-timeout --backlog --reuse-port --resolve-interval --udp-idle-timeout --udp-responses --udp-max-sessions --udp-buffer --udp-keep-on-down --admin --admin-token-file --log-level --log-format --resolver -c --config --help' ;;
     demo) opts='-p --port -a --balance --help' ;;
     check) opts='-c --config --help' ;;
     status) opts='--admin --admin-token-file -c --config --json --help' ;;

@@ -8,6 +8,7 @@ import { writeFileSync, mkdirSync } from 'node:fs'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { Command, Option } from 'commander'
+import { ADMIN, HEALTH, LOG, SERVICE, TOP } from '../config/index.js'
 import { buildProgram, EXAMPLES, VERSION } from './index.js'
 
 export const MAN_PATH = 'man/man1/l4lb.1'
@@ -89,9 +90,21 @@ export function manPage(program: Command = buildProgram()): string {
   return out.join('\n') + '\n'
 }
 
-/** Values an option takes: its commander choices, or the a|b|c alternatives in its `<...>`. */
-function valueChoices(o: Option): string[] {
+/** `--flag` → the names its settings-table row accepts (oneOf kinds: balance, log level, …). */
+function tableChoices(): Map<string, string[]> {
+  const out = new Map<string, string[]>()
+  for (const row of [...SERVICE, ...HEALTH, ...LOG, ...ADMIN, ...TOP] as ReadonlyArray<{ flag: string | undefined; kind: { schema: unknown } }>) {
+    const values = (row.kind.schema as { enum?: unknown[] }).enum
+    if (row.flag && Array.isArray(values)) out.set(row.flag, values.filter((v): v is string => typeof v === 'string'))
+  }
+  return out
+}
+
+/** Values an option takes: its commander choices, its settings row's names, or the a|b|c in its `<...>`. */
+function valueChoices(o: Option, fromTable: ReadonlyMap<string, string[]>): string[] {
   if (o.argChoices) return [...o.argChoices]
+  const listed = o.long ? fromTable.get(o.long) : undefined
+  if (listed && listed.length > 0) return listed
   const m = /<([a-z0-9,-]+(?:\|[a-z0-9,-]+)+)>/.exec(o.flags)
   return m?.[1] ? m[1].split('|') : []
 }
@@ -103,14 +116,15 @@ export function bashCompletion(program: Command = buildProgram()): string {
   const cases: string[] = []
   const valueCases: string[] = []
   const seen = new Set<string>()
+  const fromTable = tableChoices()
   for (const cmd of program.commands) {
-    const words = cmd.options.flatMap((o) => [o.short, o.long].filter((w): w is string => !!w)).concat('--help')
+    const words = cmd.options.filter((o) => !o.hidden).flatMap((o) => [o.short, o.long].filter((w): w is string => !!w)).concat('--help')
     cases.push(`    ${cmd.name()}) opts='${words.join(' ')}' ;;`)
     for (const o of cmd.options) {
       const names = [o.short, o.long].filter((w): w is string => !!w)
       const key = names.join('|')
       if (seen.has(key)) continue
-      const choices = valueChoices(o)
+      const choices = valueChoices(o, fromTable)
       if (FILE_OPTIONS.has(o.long ?? '')) valueCases.push(`    ${key}) COMPREPLY=($(compgen -f -- "$cur")); return ;;`)
       else if (choices.length > 0) valueCases.push(`    ${key}) COMPREPLY=($(compgen -W '${choices.join(' ')}' -- "$cur")); return ;;`)
       else if (o.required || o.optional) valueCases.push(`    ${key}) return ;;`)

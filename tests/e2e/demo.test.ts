@@ -9,7 +9,7 @@ t.test('l4lb demo names its backends alpha, bravo and charlie in its log lines',
   t.teardown(() => stopChild(proc, exited))
   let out = ''
   proc.stdout.setEncoding('utf8').on('data', (c: string) => (out += c))
-  const port = await eventually('the demo banner', () => Number(/balancing 127\.0\.0\.1:(\d+)/.exec(out)?.[1] ?? 0), 15_000)
+  const port = await eventually('the demo banner', () => Number(/balancing 127\.0\.0\.1:(\d+)/.exec(out)?.[1] ?? 0), 30_000)
   t.match(out, /listening .*backends=\["alpha","bravo","charlie"\]/)
   const greetings = new Set<string>()
   for (let i = 0; i < 3; i++) {
