@@ -32,12 +32,19 @@ _l4lb() {
     --idle-timeout) return ;;
     --retries) return ;;
     --max-conns) return ;;
+    --allow) return ;;
+    --deny) return ;;
+    --max-conns-per-ip) return ;;
+    --rate-per-ip) return ;;
+    --log-connections) COMPREPLY=($(compgen -W 'all errors none' -- "$cur")); return ;;
+    --queue-timeout) return ;;
     --drain-timeout) return ;;
     --backlog) return ;;
     --resolve-interval) return ;;
     --udp-idle-timeout) return ;;
     --udp-responses) return ;;
     --udp-max-sessions) return ;;
+    --udp-max-sessions-per-ip) return ;;
     --udp-buffer) return ;;
     --admin) return ;;
     --admin-token-file) COMPREPLY=($(compgen -f -- "$cur")); return ;;
@@ -57,7 +64,7 @@ _l4lb() {
     esac
   done
   case $cmd in
-    run) opts='--name -l --listen -b --backend --protocol -a --balance --hash-key --proxy-protocol --accept-proxy --accept-proxy-strict --accept-proxy-timeout --accept-proxy-max-length --proxy-v2-crc32c --proxy-forward-tlvs --proxy-udp-first-only --check --check-interval --check-timeout --rise --fall --fast-interval --down-interval --check-port --check-send --check-expect --check-http-path --check-http-status --check-send-proxy --flap-damping --on-down --connect-timeout --idle-timeout --retries --max-conns --drain-timeout --backlog --reuse-port --resolve-interval --udp-idle-timeout --udp-responses --udp-max-sessions --udp-buffer --udp-keep-on-down --admin --admin-token-file --log-level --log-format --resolver -c --config --help' ;;
+    run) opts='--name -l --listen -b --backend --protocol -a --balance --hash-key --proxy-protocol --accept-proxy --accept-proxy-strict --accept-proxy-timeout --accept-proxy-max-length --proxy-v2-crc32c --proxy-forward-tlvs --proxy-udp-first-only --check --check-interval --check-timeout --rise --fall --fast-interval --down-interval --check-port --check-send --check-expect --check-http-path --check-http-status --check-send-proxy --flap-damping --on-down --connect-timeout --idle-timeout --retries --max-conns --allow --deny --max-conns-per-ip --rate-per-ip --log-connections --queue-timeout --drain-timeout --backlog --reuse-port --resolve-interval --udp-idle-timeout --udp-responses --udp-max-sessions --udp-max-sessions-per-ip --udp-buffer --udp-keep-on-down --admin --admin-token-file --log-level --log-format --resolver -c --config --help' ;;
     demo) opts='-p --port -a --balance --help' ;;
     check) opts='-c --config --help' ;;
     status) opts='--admin --admin-token-file -c --config --json --help' ;;
