@@ -53,6 +53,9 @@ _l4lb() {
     --resolver) return ;;
     -c|--config) COMPREPLY=($(compgen -f -- "$cur")); return ;;
     -p|--port) return ;;
+    -k|--key) return ;;
+    --keys-from) return ;;
+    --service) return ;;
     --timeout) return ;;
     --prefix) return ;;
     --root) return ;;
@@ -60,24 +63,25 @@ _l4lb() {
   cmd=run
   for ((i = 1; i < COMP_CWORD; i++)); do
     case ${COMP_WORDS[i]} in
-      run|demo|check|status|drain|maint|enable|proxy-inspect|install-service) cmd=${COMP_WORDS[i]}; break ;;
+      run|demo|check|status|drain|maint|enable|map|proxy-inspect|install-service) cmd=${COMP_WORDS[i]}; break ;;
     esac
   done
   case $cmd in
     run) opts='--name -l --listen -b --backend --protocol -a --balance --hash-key --proxy-protocol --accept-proxy --accept-proxy-strict --accept-proxy-timeout --accept-proxy-max-length --proxy-v2-crc32c --proxy-forward-tlvs --proxy-udp-first-only --check --check-interval --check-timeout --rise --fall --fast-interval --down-interval --check-port --check-send --check-expect --check-http-path --check-http-status --check-send-proxy --flap-damping --on-down --connect-timeout --idle-timeout --retries --max-conns --allow --deny --max-conns-per-ip --rate-per-ip --log-connections --queue-timeout --drain-timeout --backlog --reuse-port --resolve-interval --udp-idle-timeout --udp-responses --udp-max-sessions --udp-max-sessions-per-ip --udp-buffer --udp-keep-on-down --admin --admin-token-file --log-level --log-format --resolver -c --config --help' ;;
     demo) opts='-p --port -a --balance --help' ;;
     check) opts='-c --config --help' ;;
-    status) opts='--admin --admin-token-file -c --config --json --help' ;;
+    status) opts='--admin --admin-token-file -c --config --json --healthy --help' ;;
     drain) opts='--admin --admin-token-file -c --config --help' ;;
     maint) opts='--admin --admin-token-file -c --config --help' ;;
     enable) opts='--admin --admin-token-file -c --config --help' ;;
+    map) opts='-k --key --keys-from --service --name -l --listen -b --backend --protocol -a --balance --hash-key --proxy-protocol --accept-proxy --accept-proxy-strict --accept-proxy-timeout --accept-proxy-max-length --proxy-v2-crc32c --proxy-forward-tlvs --proxy-udp-first-only --check --check-interval --check-timeout --rise --fall --fast-interval --down-interval --check-port --check-send --check-expect --check-http-path --check-http-status --check-send-proxy --flap-damping --on-down --connect-timeout --idle-timeout --retries --max-conns --allow --deny --max-conns-per-ip --rate-per-ip --log-connections --queue-timeout --drain-timeout --backlog --reuse-port --resolve-interval --udp-idle-timeout --udp-responses --udp-max-sessions --udp-max-sessions-per-ip --udp-buffer --udp-keep-on-down --admin --admin-token-file --log-level --log-format --resolver -c --config --help' ;;
     proxy-inspect) opts='-l --listen --timeout --help' ;;
     install-service) opts='--prefix --root --help' ;;
   esac
   if [[ $cur == -* ]]; then
     COMPREPLY=($(compgen -W "$opts" -- "$cur"))
   elif [[ $cmd == run && $COMP_CWORD -eq 1 ]]; then
-    COMPREPLY=($(compgen -W 'run demo check status drain maint enable proxy-inspect install-service help' -- "$cur"))
+    COMPREPLY=($(compgen -W 'run demo check status drain maint enable map proxy-inspect install-service help' -- "$cur"))
   fi
 }
 complete -F _l4lb l4lb

@@ -20,6 +20,7 @@ import { sdNotify } from '../runtime/notify.js'
 import { runProxyInspect } from './proxy-inspect.js'
 import { helpConfiguration, mainFlagsHelp, unknownCommandLine } from './help.js'
 import { installServiceCommand } from './install-service.js'
+import { mapCommand } from './map.js'
 
 export const VERSION = (createRequire(import.meta.url)('../../../package.json') as { version: string }).version
 
@@ -123,7 +124,8 @@ export function buildProgram(): Command {
     .option('--admin-token-file <file>', 'bearer token file (default: the config file\'s admin.tokenFile)')
     .option('-c, --config <file>', 'read the admin endpoint and token file from this config')
     .option('--json', 'print the raw JSON')
-    .action(async (opts: AdminOptions & { json?: boolean }) => statusCommand(opts))
+    .option('--healthy', 'exit 0 when every service has a usable backend (GET /healthz), else 1: for vrrp_script and BGP health gates')
+    .action(async (opts: AdminOptions & { json?: boolean; healthy?: boolean }) => statusCommand(opts))
 
   for (const action of ['drain', 'maint', 'enable'] as const) {
     program
@@ -138,6 +140,8 @@ export function buildProgram(): Command {
       .option('-c, --config <file>', 'read the admin endpoint and token file from this config')
       .action(async (service: string, backend: string, opts: AdminOptions) => adminCommand(action, service, backend, opts))
   }
+
+  addRunOptions(mapCommand(program, loadConfig))
 
   program
     .command('proxy-inspect')
