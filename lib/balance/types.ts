@@ -34,8 +34,12 @@ export interface PickData {
 }
 
 export interface Picker {
-  /** The lookup data another plane needs to pick as this picker does (from a fresh state). */
-  exportPickData(): PickData
+  /**
+   * The lookup data another plane needs to pick as this picker does (from a fresh state). Every
+   * built-in picker has it; an algorithm registered through the library API may not, and then
+   * its services stay on the node plane.
+   */
+  exportPickData?(): PickData
   /**
    * Returns an index into the `entries` the picker was built from, or -1 when every entry is
    * excluded (or there are none). `hash` is the connection's key hash (see hash.ts), computed

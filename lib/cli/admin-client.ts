@@ -3,16 +3,54 @@ import http from 'node:http'
 import { readFileSync } from 'node:fs'
 import { parseHostPort } from '../address/index.js'
 import type { Healthz, Status } from '../admin/index.js'
-import { ExitError, EXIT_RUNTIME } from './index.js'
+import { existsSync } from 'node:fs'
+import { loadConfigFile } from '../config/file.js'
+import { ExitError, EXIT_RUNTIME, EXIT_USAGE } from './index.js'
+
+/** The config the systemd unit runs with; `status` and friends read its admin key by default. */
+export const DEFAULT_CONFIG_FILE = '/etc/l4lb/l4lb.yaml'
+
+/** What the admin subcommands accept: an explicit endpoint, or a config file to take it from. */
+export interface AdminOptions {
+  admin?: string
+  adminTokenFile?: string
+  config?: string
+}
 
 export interface Target {
   admin: string
   adminTokenFile?: string
 }
 
+/**
+ * One rule for where the admin endpoint is, the same one `run` follows: it is wherever the
+ * config says (`run` has none unless --admin or the file's `admin` key sets one). So --admin
+ * wins; otherwise the admin of -c FILE, or of /etc/l4lb/l4lb.yaml when that exists; otherwise
+ * there is nothing to guess and we say so instead of asking some default port.
+ */
+export function adminTarget(opts: AdminOptions, defaultConfig = DEFAULT_CONFIG_FILE): Target {
+  if (opts.admin !== undefined) return { admin: opts.admin, ...(opts.adminTokenFile ? { adminTokenFile: opts.adminTokenFile } : {}) }
+  const file = opts.config ?? (existsSync(defaultConfig) ? defaultConfig : undefined)
+  if (file === undefined) {
+    throw new ExitError(EXIT_USAGE, `no admin endpoint configured: pass --admin host:port|path (what \`l4lb run\` was given), or -c FILE whose admin key sets it (${defaultConfig} does not exist)`)
+  }
+  const admin = loadConfigFile(file).admin
+  if (!admin) throw new ExitError(EXIT_USAGE, `no admin endpoint configured in ${file}: add \`admin: 127.0.0.1:9090\` (or a socket path) there, or pass --admin`)
+  const tokenFile = opts.adminTokenFile ?? admin.tokenFile
+  return { admin: admin.listen, ...(tokenFile ? { adminTokenFile: tokenFile } : {}) }
+}
+
+function readToken(file: string): string {
+  try {
+    return readFileSync(file, 'utf8').trim()
+  } catch (err) {
+    throw new ExitError(EXIT_RUNTIME, `cannot read the admin token file ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`)
+  }
+}
+
 export function request(target: Target, method: string, path: string): Promise<{ status: number; body: string }> {
   const headers: Record<string, string> = {}
-  if (target.adminTokenFile) headers.authorization = `Bearer ${readFileSync(target.adminTokenFile, 'utf8').trim()}`
+  if (target.adminTokenFile) headers.authorization = `Bearer ${readToken(target.adminTokenFile)}`
   const where = target.admin.includes('/') ? { socketPath: target.admin } : (() => {
     const hp = parseHostPort(target.admin, '127.0.0.1')
     return { host: hp.host, port: hp.port }
@@ -34,9 +72,10 @@ function table(rows: string[][]): string {
   return rows.map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n') + '\n'
 }
 
-export async function statusCommand(opts: Target & { json?: boolean; healthy?: boolean }): Promise<void> {
-  if (opts.healthy) return healthyCommand(opts)
-  const { status, body } = await request(opts, 'GET', '/status')
+export async function statusCommand(opts: AdminOptions & { json?: boolean; healthy?: boolean }): Promise<void> {
+  const target = adminTarget(opts)
+  if (opts.healthy) return healthyCommand({ ...target, ...(opts.json ? { json: true } : {}) })
+  const { status, body } = await request(target, 'GET', '/status')
   if (status !== 200) throw new ExitError(EXIT_RUNTIME, `admin endpoint answered ${status}: ${body.trim()}`)
   if (opts.json) return void process.stdout.write(body)
   const doc = JSON.parse(body) as Status
@@ -53,8 +92,8 @@ export async function statusCommand(opts: Target & { json?: boolean; healthy?: b
   process.stdout.write(out)
 }
 
-export async function adminCommand(action: string, service: string, backend: string, opts: Target): Promise<void> {
-  const { status, body } = await request(opts, 'POST', `/backends/${encodeURIComponent(service)}/${encodeURIComponent(backend)}/${action}`)
+export async function adminCommand(action: string, service: string, backend: string, opts: AdminOptions): Promise<void> {
+  const { status, body } = await request(adminTarget(opts), 'POST', `/backends/${encodeURIComponent(service)}/${encodeURIComponent(backend)}/${action}`)
   if (status !== 200) throw new ExitError(EXIT_RUNTIME, (JSON.parse(body) as { error?: string }).error ?? `admin endpoint answered ${status}`)
   const r = JSON.parse(body) as { from: string; to: string; active: number }
   process.stdout.write(`${service} ${backend}: ${r.from} → ${r.to} (${r.active} active connections)\n`)

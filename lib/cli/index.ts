@@ -3,6 +3,7 @@
  * the runtime. Bad input exits 2 with one line; a runtime failure (port in use) exits 1 with one
  * line; nothing the user typed ever produces a stack trace.
  */
+import { readFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { Command, CommanderError, Option } from 'commander'
 import { applyFlagOverrides, configFromFlags, ConfigErrors, deprecatedFlagWarnings, SERVICE, TOP, type Config, type FlagValues } from '../config/index.js'
@@ -10,7 +11,7 @@ import { choosePlane, planeProblem } from '../native/index.js'
 import type { AnySetting } from '../config/table.js'
 import { ConfigFileError, loadConfigFile } from '../config/file.js'
 import { AdminServer } from '../admin/index.js'
-import { adminCommand, statusCommand } from './admin-client.js'
+import { adminCommand, DEFAULT_CONFIG_FILE, statusCommand, type AdminOptions } from './admin-client.js'
 import { L4lbError } from '../errors.js'
 import { createLogger } from '../log/index.js'
 import { Runtime } from '../runtime/index.js'
@@ -18,9 +19,11 @@ import { algorithmNames } from '../balance/index.js'
 import { runDemo } from './demo.js'
 import { sdNotify } from '../runtime/notify.js'
 import { runProxyInspect } from './proxy-inspect.js'
+import { helpConfiguration, mainFlagsHelp, unknownCommandLine } from './help.js'
+import { installServiceCommand } from './install-service.js'
 import { mapCommand } from './map.js'
 
-const VERSION = (createRequire(import.meta.url)('../../../package.json') as { version: string }).version
+export const VERSION = (createRequire(import.meta.url)('../../../package.json') as { version: string }).version
 
 export const EXIT_USAGE = 2
 export const EXIT_RUNTIME = 1
@@ -34,7 +37,7 @@ export class ExitError extends Error {
 
 const collect = (value: string, previous: string[] = []): string[] => [...previous, value]
 
-const EXAMPLES = `
+export const EXAMPLES = `
 Examples:
   # PostgreSQL: clients stick to one server by source IP (Maglev), TCP checks every 2s
   l4lb -l :5432 -b db1:5432 -b db2:5432 -b db3:5432,backup
@@ -91,8 +94,10 @@ export function buildProgram(): Command {
       outputError: (str, write) => write(`l4lb: ${str.replace(/^error: /, '').trim()}\n`),
     })
     .showSuggestionAfterError(true)
+    // Before any subcommand is added: subcommands copy it, so every help fits 100 columns.
+    .configureHelp(helpConfiguration())
 
-  addRunOptions(program.command('run', { isDefault: true }).description('run the load balancer (the default command)'))
+  const run = addRunOptions(program.command('run', { isDefault: true }).description('run the load balancer (the default command)'))
     .addHelpText('after', EXAMPLES)
     .action(async (opts: FlagValues) => runCommand(opts))
 
@@ -122,11 +127,12 @@ export function buildProgram(): Command {
   program
     .command('status')
     .description('show services and backends of a running l4lb (from its admin endpoint)')
-    .option('--admin <host:port|path>', 'admin endpoint', '127.0.0.1:9090')
-    .option('--admin-token-file <file>', 'bearer token file')
+    .option('--admin <host:port|path>', `admin endpoint (default: the admin of the config file, ${DEFAULT_CONFIG_FILE} if it exists)`)
+    .option('--admin-token-file <file>', 'bearer token file (default: the config file\'s admin.tokenFile)')
+    .option('-c, --config <file>', 'read the admin endpoint and token file from this config')
     .option('--json', 'print the raw JSON')
     .option('--healthy', 'exit 0 when every service has a usable backend (GET /healthz), else 1: for vrrp_script and BGP health gates')
-    .action(async (opts: { admin: string; adminTokenFile?: string; json?: boolean; healthy?: boolean }) => statusCommand(opts))
+    .action(async (opts: AdminOptions & { json?: boolean; healthy?: boolean }) => statusCommand(opts))
 
   for (const action of ['drain', 'maint', 'enable'] as const) {
     program
@@ -136,9 +142,10 @@ export function buildProgram(): Command {
           : action === 'maint' ? 'take a backend out of rotation and stop checking it'
             : 'put a drained or maint backend back under health control',
       )
-      .option('--admin <host:port|path>', 'admin endpoint', '127.0.0.1:9090')
+      .option('--admin <host:port|path>', 'admin endpoint (default: as for status)')
       .option('--admin-token-file <file>', 'bearer token file')
-      .action(async (service: string, backend: string, opts: { admin: string; adminTokenFile?: string }) => adminCommand(action, service, backend, opts))
+      .option('-c, --config <file>', 'read the admin endpoint and token file from this config')
+      .action(async (service: string, backend: string, opts: AdminOptions) => adminCommand(action, service, backend, opts))
   }
 
   addRunOptions(mapCommand(program, loadConfig))
@@ -150,7 +157,15 @@ export function buildProgram(): Command {
     .option('--timeout <duration>', 'header deadline per connection (default 5s)')
     .action(async (opts: { listen: string; timeout?: string }) => runProxyInspect(opts))
 
-  program.addHelpText('after', EXAMPLES)
+  program
+    .command('install-service')
+    .description('install the systemd unit (ExecStart = this installed l4lb), /etc/l4lb/l4lb.yaml when absent, an admin token and bash completion')
+    .option('--prefix <dir>', 'install prefix whose bin/l4lb the unit runs (default: the prefix npm installed this l4lb under)')
+    .option('--root <dir>', 'write under this directory instead of / (staging, packaging, tests)')
+    .action((opts: { prefix?: string; root?: string }) => installServiceCommand(opts))
+
+  // Run is the default command, so its main flags belong on the first help page people see.
+  program.addHelpText('after', () => mainFlagsHelp(run, program.createHelp()) + EXAMPLES)
   return program
 }
 
@@ -169,13 +184,22 @@ async function runCommand(opts: FlagValues): Promise<void> {
   const config = loadConfig(opts)
   const planeError = planeProblem(config)
   if (planeError !== undefined) throw new ExitError(EXIT_USAGE, planeError)
+  const tokenFile = config.admin?.tokenFile
+  if (tokenFile !== undefined) {
+    // Checked before anything listens: a missing token is a config mistake, not a crash later.
+    try {
+      readFileSync(tokenFile)
+    } catch (err) {
+      throw new ExitError(EXIT_USAGE, `admin token file ${JSON.stringify(tokenFile)}: cannot read it (${(err as NodeJS.ErrnoException).code ?? String(err)})`)
+    }
+  }
   const { logger, flush } = createLogger(config.log)
   for (const warning of new Set([...(config.warnings ?? []), ...deprecatedFlagWarnings(opts)])) logger.warn({ deprecated: true }, warning)
   const runtime = await Runtime.start(config, logger)
   let admin: AdminServer | undefined
   if (config.admin) {
-    admin = new AdminServer(config.admin, runtime, logger)
     try {
+      admin = new AdminServer(config.admin, runtime, logger)
       await admin.listen()
     } catch (err) {
       await runtime.stop(0)
@@ -266,6 +290,12 @@ export function installSignals(runtime: Runtime, flush: (timeoutMs?: number) => 
 
 export async function main(argv: readonly string[]): Promise<void> {
   const program = buildProgram()
+  const unknown = unknownCommandLine(program, argv.slice(2))
+  if (unknown) {
+    process.stderr.write(`l4lb: ${unknown}\n`)
+    process.exitCode = EXIT_USAGE
+    return
+  }
   try {
     await program.parseAsync(argv as string[])
   } catch (err) {

@@ -232,7 +232,9 @@ export function listenAddress(): Kind<HostPort> {
         if (hp.family === 0 && hp.host !== 'localhost') return problems.add(at, raw, 'listen on an IP address (or ":port" for all)')
         return hp.family === 0 ? { host: '127.0.0.1', port: hp.port, family: 4 } : hp
       } catch (err) {
-        return problems.add(at, raw, problemOf(err))
+        // `-l 28210` is the most common slip: say how to write a port alone (issue 16).
+        const hint = /^[0-9]{1,5}$/.test(raw.trim()) ? ` (to listen on port ${raw.trim()} on every address, write ":${raw.trim()}")` : ''
+        return problems.add(at, raw, problemOf(err) + hint)
       }
     },
     show: (hp) => formatHostPort(hp.host, hp.port),

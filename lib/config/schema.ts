@@ -1,7 +1,7 @@
 /**
  * The JSON Schema of the config file and the README's settings table, both built from the
  * settings table so neither can drift from what the validator accepts. `npm run build` writes
- * them (scripts/gen-config.mjs); tests/config/schema.test.ts fails when a checked-in copy is stale.
+ * them (lib/config/gen-config.mjs); tests/config/schema.test.ts fails when a checked-in copy is stale.
  */
 import { formatDuration } from './kinds.js'
 import { SERVICE, TOP } from './settings.js'

@@ -11,7 +11,7 @@ import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { Logger } from 'pino'
 import { formatHostPort, type HostPort } from '../address/index.js'
-import type { PickData } from '../balance/index.js'
+import { isBalanceName, type PickData } from '../balance/index.js'
 import type { Config, ServiceConfig } from '../config/index.js'
 import { ListenError, LOCAL_ERROR_CODES, listenProblem } from '../errors.js'
 import { zeroCounts, type RefusalCounts } from '../flow/admit.js'
@@ -124,6 +124,7 @@ export function nativeAddon(): Addon | undefined {
 export function nativeLacks(service: ServiceConfig): string | undefined {
   if (!service.protocols.includes('tcp')) return 'UDP stays on the node plane'
   if (service.protocols.includes('udp')) return 'tcp,udp services stay on the node plane'
+  if (!isBalanceName(service.balance)) return `balance ${service.balance} is a registered algorithm (only built-in ones export pick data)`
   if (service.acceptProxy.length > 0) return 'accept-proxy (PROXY parsing stays in TypeScript)'
   for (const l of service.listen) if (l.family === 0) return `listen address ${l.host} is a hostname`
   // Admission beyond max-conns is lib/flow's (TypeScript) for now.

@@ -55,6 +55,8 @@ export class Backend {
   admin: AdminState = 'enabled'
   /** False once a reload or DNS change took it out of the pool; connections on it finish. */
   current = true
+  /** Its name did not resolve (`setUnresolved`): down whatever checks say; a refresh that resolves it brings a new backend. */
+  unresolved = false
   lastChangeAt = Date.now()
   lastReason = 'start'
   lastError: string | undefined
@@ -107,6 +109,8 @@ export interface PoolOptions {
    * same place. Default: plain arrays the node plane updates.
    */
   readonly activeStorage?: Int32Array
+  /** The algorithm object, when the caller resolved `balance` itself (a registry from lib/api). */
+  readonly algorithm?: Algorithm | undefined
 }
 
 /** What a data plane needs to pick as this pool does: the usable backends and the picker's data. */
@@ -164,7 +168,7 @@ export class Pool {
   constructor(options: PoolOptions) {
     this.name = options.name
     this.#activeStorage = options.activeStorage
-    this.#algorithm = algorithmOf(options.balance)
+    this.#algorithm = options.algorithm ?? algorithmOf(options.balance)
     this.#checked = options.checked
     this.#replaceBackends(options.backends, options.addresses)
     this.#picker = this.#rebuild()
@@ -195,13 +199,14 @@ export class Pool {
    * pool; its connections finish on it. `checked` is whether a prober decides health now.
    */
   update(options: Omit<PoolOptions, 'name'>): PoolUpdate {
-    this.#algorithm = algorithmOf(options.balance)
+    this.#algorithm = options.algorithm ?? algorithmOf(options.balance)
     const wasChecked = this.#checked
     this.#checked = options.checked
     const result = this.#replaceBackends(options.backends, options.addresses)
     // Checks switched off: nothing will ever decide health again, so everything serves.
     if (wasChecked && !options.checked) {
       for (const b of this.backends) {
+        if (b.unresolved) continue
         b.healthUp = true
         b.starting = false
       }
@@ -329,7 +334,7 @@ export class Pool {
   exportPickData(): PoolPickData {
     return {
       entries: this.#pickable.map((b) => ({ address: b.address, port: b.port, slot: b.id })),
-      pick: this.#picker.exportPickData(),
+      pick: this.#picker.exportPickData!(),
     }
   }
 
@@ -364,10 +369,25 @@ export class Pool {
     this.#listeners.push(listener)
   }
 
+  /**
+   * A backend whose name did not resolve (issue 16: one bad name must not stop the start): down
+   * with the DNS error as its reason, in /status and the log, until a refresh resolves the name
+   * (a new address makes it a new backend, which starts like any other).
+   */
+  setUnresolved(backendId: number, error: string): void {
+    const backend = this.#slots[backendId]
+    if (!backend || (backend.unresolved && backend.lastError === error)) return
+    this.#change(backend, 'dns', error, () => {
+      backend.unresolved = true
+      backend.healthUp = false
+      backend.starting = false
+    })
+  }
+
   /** Applies a health event from the prober. */
   setHealth(backendId: number, up: boolean, reason: string, lastError?: string): void {
     const backend = this.#slots[backendId]
-    if (!backend || (backend.healthUp === up && !backend.starting)) return
+    if (!backend || (backend.healthUp === up && !backend.starting) || (up && backend.unresolved)) return
     this.#change(backend, reason, lastError, () => {
       backend.healthUp = up
       backend.starting = false
@@ -377,7 +397,7 @@ export class Pool {
   /** A checked backend goes back to `starting` (leaving maint: the prober re-checks from scratch). */
   setStarting(backendId: number, reason: string): void {
     const backend = this.#slots[backendId]
-    if (!backend || backend.starting) return
+    if (!backend || backend.starting || backend.unresolved) return
     this.#change(backend, reason, undefined, () => {
       backend.healthUp = false
       backend.starting = true

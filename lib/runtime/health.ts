@@ -11,6 +11,17 @@ import { Prober, type CheckOptions, type CheckTarget, type HealthEvent } from '.
 import type { HealthConfig } from '../config/index.js'
 import type { Pool, StateChange } from '../pool/index.js'
 import { encodeV2 } from '../proxy-protocol/index.js'
+import { customCheckRunner, type HealthCheck } from '../health/custom.js'
+import type { Algorithm } from '../balance/index.js'
+
+/**
+ * What an embedding program added (lib/api's Registry): algorithms and check types by name.
+ * Passed to Runtime.start and kept by the runtime object, never stored module-wide.
+ */
+export interface Extensions {
+  algorithm(name: string): Algorithm | undefined
+  check(name: string): HealthCheck | undefined
+}
 
 /** PROXY v2 LOCAL over UNSPEC, no addresses: the spec's header for a balancer's own checks. */
 const PROXY_V2_LOCAL = encodeV2({ command: 'local', transport: 'stream' })
@@ -39,7 +50,8 @@ export function checkOptions(health: HealthConfig): CheckOptions {
  * where it is (see CheckTarget.initial); a starting one waits for its first check as usual.
  */
 export function checkTargets(pool: Pool, health: HealthConfig, seed = false): CheckTarget[] {
-  return pool.backends.map((b) => ({
+  // An unresolved backend has no address to probe; the refresh that resolves it adds a new one.
+  return pool.backends.filter((b) => !b.unresolved).map((b) => ({
     id: b.id,
     name: b.name,
     host: b.address,
@@ -57,8 +69,11 @@ export class ServiceHealth {
   #pending = new Set<number>()
   #firstRoundDone: (() => void) | undefined
 
-  constructor(pool: Pool) {
+  readonly #extensions: Extensions | undefined
+
+  constructor(pool: Pool, extensions?: Extensions) {
     this.#pool = pool
+    this.#extensions = extensions
     pool.onPassiveFailure((backend, error) => this.#prober?.observePassive(backend.id, false, error))
     pool.onStateChange((change: StateChange) => {
       if (change.to === 'maint') this.#prober?.pause(change.backend.id)
@@ -90,7 +105,11 @@ export class ServiceHealth {
       await old?.stop()
       this.#settings = settings
       // A rebuilt prober keeps what the old one had decided; the very first one has nothing.
-      const prober = new Prober(checkOptions(health), checkTargets(this.#pool, health, old !== undefined), this.#onEvent)
+      // A registered check runs through the prober's CheckRunner door with the same rise/fall
+      // and timing options; 'tcp' only stands in for its type while those are resolved.
+      const custom = this.#extensions?.check(health.type)
+      const options = custom ? { ...checkOptions(health), type: 'tcp' as const } : checkOptions(health)
+      const prober = new Prober(options, checkTargets(this.#pool, health, old !== undefined), this.#onEvent, custom ? { runCheck: customCheckRunner(custom) } : {})
       this.#prober = prober
       prober.start()
     }

@@ -12,7 +12,7 @@ import { Pool, type StateChange } from '../pool/index.js'
 import { choosePlane, nativeEngine, NativeTcpService, noteFallback, type PlaneChoice } from '../native/index.js'
 import { TcpService } from '../tcp/service.js'
 import { UdpService } from '../udp/index.js'
-import { ServiceHealth } from './health.js'
+import { ServiceHealth, type Extensions } from './health.js'
 import { createResolver, hasNames, resolveBackends, signature, type NameResolver, type ResolvedBackends } from './resolve.js'
 
 /**
@@ -85,15 +85,18 @@ export class Runtime {
   /** Set when stop() begins: /healthz turns 503 so routers move traffic away during the drain. */
   stopping = false
   #resolver: NameResolver
+  readonly #extensions: Extensions | undefined
 
-  private constructor(config: Config, logger: Logger) {
+  private constructor(config: Config, logger: Logger, extensions?: Extensions) {
     this.config = config
     this.logger = logger
     this.#resolver = createResolver(config.resolvers)
+    this.#extensions = extensions
   }
 
-  static async start(config: Config, logger: Logger): Promise<Runtime> {
-    const runtime = new Runtime(config, logger)
+  /** `extensions`: algorithms and checks an embedding program registered (lib/api). */
+  static async start(config: Config, logger: Logger, extensions?: Extensions): Promise<Runtime> {
+    const runtime = new Runtime(config, logger, extensions)
     try {
       for (const service of config.services) runtime.services.set(service.name, await runtime.#startService(service))
     } catch (err) {
@@ -117,9 +120,11 @@ export class Runtime {
       // Checked backends start `starting` and come up on their first passing check (README:
       // "Initial state"); with no checks there is nothing to wait for.
       checked: service.health.type !== 'none',
+      algorithm: this.#extensions?.algorithm(service.balance),
     })
     pool.onStateChange(this.#logStateChange)
-    const handle = new ServiceHandle(service, pool, new ServiceHealth(pool))
+    this.#markUnresolved(service, pool, resolved)
+    const handle = new ServiceHandle(service, pool, new ServiceHealth(pool, this.#extensions))
     handle.plane = plane
     handle.resolvedSignature = signature(resolved)
     try {
@@ -141,11 +146,23 @@ export class Runtime {
       backends: resolved.backends,
       addresses: resolved.addresses,
       checked: service.health.type !== 'none',
+      algorithm: this.#extensions?.algorithm(service.balance),
     })
+    this.#markUnresolved(service, handle.pool, resolved)
     handle.resolvedSignature = signature(resolved)
     await handle.health.apply(service.health)
     if (change.added.length > 0 || change.removed.length > 0) {
       this.logger.info({ service: service.name, added: change.added, removed: change.removed, usable: handle.pool.usableCount }, 'backends changed')
+    }
+  }
+
+  /** Backends whose names did not resolve go down with the DNS error; the service serves on without them. */
+  #markUnresolved(service: ServiceConfig, pool: Pool, resolved: ResolvedBackends): void {
+    for (const [name, error] of resolved.unresolved) {
+      const backend = pool.byName(name)
+      if (!backend || backend.unresolved) continue
+      pool.setUnresolved(backend.id, error)
+      this.logger.warn({ service: service.name, backend: name, state: 'down', reason: 'dns', lastError: error }, 'backend name does not resolve: down until it does')
     }
   }
 
@@ -166,6 +183,13 @@ export class Runtime {
       resolved = await resolveBackends(handle.config.backends, this.#resolver)
     } catch (err) {
       this.logger.warn({ service: handle.name, err: (err as Error).message }, 'DNS refresh failed: keeping the current backends')
+      return false
+    }
+    // A name that resolved before and fails now keeps the backends as they are (a DNS hiccup must
+    // not take a working backend down); one that never resolved stays down until it does.
+    const newlyFailed = [...resolved.unresolved.keys()].filter((name) => !handle.pool.byName(name)?.unresolved)
+    if (newlyFailed.length > 0) {
+      this.logger.warn({ service: handle.name, backends: newlyFailed, err: [...resolved.unresolved.values()].join('; ') }, 'DNS refresh failed: keeping the current backends')
       return false
     }
     if (signature(resolved) === handle.resolvedSignature || this.services.get(handle.name) !== handle) return false

@@ -49,6 +49,12 @@ export interface ResolvedBackends {
   readonly backends: BackendConfig[]
   /** The IP to dial for each backend, same order. */
   readonly addresses: string[]
+  /**
+   * Backends whose name did not resolve, by backend name → the DNS error ("ENOTFOUND"). They are
+   * in `backends` (an SRV name as itself) so the service starts degraded with them down and
+   * says why, instead of not starting at all (issue 16); the next refresh tries again.
+   */
+  readonly unresolved: ReadonlyMap<string, string>
 }
 
 /** SRV weights are 0..65535 and relative within a priority; ours are 1..256. */
@@ -60,19 +66,33 @@ function srvWeight(weight: number, max: number): number {
 export async function resolveBackends(configured: readonly BackendConfig[], resolver: NameResolver): Promise<ResolvedBackends> {
   const backends: BackendConfig[] = []
   const addresses: string[] = []
+  const unresolved = new Map<string, string>()
+  const failed = (b: BackendConfig, err: unknown): void => {
+    backends.push(b)
+    addresses.push(b.host)
+    unresolved.set(b.name, err instanceof Error ? err.message : String(err))
+  }
   for (const b of configured) {
     if (!b.srv) {
-      backends.push(b)
-      addresses.push(b.family !== 0 ? b.host : await resolveOne(resolver, b.host))
+      try {
+        addresses.push(b.family !== 0 ? b.host : await resolveOne(resolver, b.host))
+        backends.push(b)
+      } catch (err) {
+        failed(b, err)
+      }
       continue
     }
     let records: Awaited<ReturnType<NameResolver['srv']>>
     try {
       records = await resolver.srv(b.host)
     } catch (err) {
-      throw new ResolveError(b.name, (err as NodeJS.ErrnoException).code ?? String(err), err)
+      failed(b, new ResolveError(b.name, (err as NodeJS.ErrnoException).code ?? String(err), err))
+      continue
     }
-    if (records.length === 0) throw new ResolveError(b.name, 'no SRV records')
+    if (records.length === 0) {
+      failed(b, new ResolveError(b.name, 'no SRV records'))
+      continue
+    }
     // Only the best (lowest) priority is in rotation; the others are backups (RFC 2782).
     const best = Math.min(...records.map((r) => r.priority))
     const max = Math.max(...records.map((r) => r.weight))
@@ -80,7 +100,7 @@ export async function resolveBackends(configured: readonly BackendConfig[], reso
     for (const r of sorted) {
       const host = r.name.toLowerCase().replace(/\.$/, '')
       const family = isIP(host)
-      backends.push({
+      const backend: BackendConfig = {
         ...b,
         name: formatHostPort(host, r.port),
         host,
@@ -89,13 +109,18 @@ export async function resolveBackends(configured: readonly BackendConfig[], reso
         weight: srvWeight(r.weight, max),
         backup: b.backup || r.priority !== best,
         srv: false,
-      })
-      addresses.push(family ? host : await resolveOne(resolver, host))
+      }
+      try {
+        addresses.push(family ? host : await resolveOne(resolver, host))
+        backends.push(backend)
+      } catch (err) {
+        failed(backend, err)
+      }
     }
   }
   const seen = new Set<string>()
   const unique = backends.map((b, i) => ({ b, a: addresses[i]! })).filter(({ b }) => !seen.has(b.name) && seen.add(b.name))
-  return { backends: unique.map((u) => u.b), addresses: unique.map((u) => u.a) }
+  return { backends: unique.map((u) => u.b), addresses: unique.map((u) => u.a), unresolved }
 }
 
 async function resolveOne(resolver: NameResolver, host: string): Promise<string> {
@@ -113,5 +138,5 @@ export function hasNames(backends: readonly BackendConfig[]): boolean {
 
 /** What must match for a refresh to change nothing. */
 export function signature(r: ResolvedBackends): string {
-  return r.backends.map((b, i) => `${b.name}/${b.weight}/${b.backup ? 1 : 0}@${r.addresses[i]}`).join(',')
+  return r.backends.map((b, i) => `${b.name}/${b.weight}/${b.backup ? 1 : 0}@${r.unresolved.has(b.name) ? '?' : r.addresses[i]}`).join(',')
 }

@@ -70,3 +70,30 @@ t.test('srv: backends expand to the SRV targets with their ports and weights, an
   held.destroy()
   await eventually('queries counted', () => dns.queries > 2)
 })
+
+t.test('an unresolvable backend name: the service starts degraded with it down for that DNS error, and it joins once it resolves', async (t) => {
+  const dns = await new TestDnsServer().start()
+  t.teardown(() => dns.close())
+  const ok = await new EchoBackend('ok').start()
+  const late = await new EchoBackend('late').start()
+  t.teardown(() => Promise.all([ok.stop(), late.stop()]))
+  const lb = await spawnL4lb(['-l', '127.0.0.1:0', '-b', ok.address, '-b', `late.l4lb.test:${late.port}`, '--balance', 'round-robin',
+    '--resolver', dns.address, '--resolve-interval', '200ms', '--check', 'none', '--admin', '127.0.0.1:0'])
+  t.teardown(() => lb.stop())
+  const warned = await lb.waitForLog('the unresolved warning', (l) => l.msg === 'backend name does not resolve: down until it does')
+  t.equal(warned.backend, `late.l4lb.test:${late.port}`)
+  t.match(warned.lastError, /cannot resolve "late\.l4lb\.test": ENOTFOUND/)
+  for (let i = 0; i < 4; i++) t.equal(await whoAnswers(lb.ports[0]!), 'ok', 'traffic goes to the backend that resolved')
+
+  const adminLine = await lb.waitForLog('admin', (l) => l.msg === 'admin endpoint listening')
+  const status = JSON.parse(await (await fetch(`http://${adminLine.admin as string}/status`)).text()) as { services: Array<{ backends: Array<{ address: string; state: string; lastReason: string; lastError: string }> }> }
+  const down = status.services[0]!.backends.find((b) => b.address === `late.l4lb.test:${late.port}`)
+  t.same({ state: down?.state, lastReason: down?.lastReason }, { state: 'down', lastReason: 'dns' }, '/status: down for DNS')
+  t.match(down?.lastError, /ENOTFOUND/, '/status names the DNS error')
+
+  dns.a.set('late.l4lb.test', ['127.0.0.1'])
+  await lb.waitForLog('re-resolved', (l) => l.msg === 'backends re-resolved', 5000)
+  const seen = new Set<string>()
+  for (let i = 0; i < 4; i++) seen.add(await whoAnswers(lb.ports[0]!))
+  t.same([...seen].sort(), ['late', 'ok'], 'once resolved it takes its share')
+})

@@ -38,7 +38,7 @@ t.test('every algorithm: the C lookup and the TS picker give the same backend fo
       // live counts for least-conn and random-two: fixed, uneven
       const active = Int32Array.from({ length: n }, (_, i) => (i * 37) % 11)
       const ts = algorithms[name].createPicker(entries, active)
-      const data = ts.exportPickData()
+      const data = ts.exportPickData!()
       const native = addon.pickMany(nativePick(data), n, hashes, active)
       for (let k = 0; k < KEYS; k++) if (ts.pick(hashes[k]!) !== native[k]) mismatches++
       cases++
@@ -51,7 +51,7 @@ t.test('no usable backend: the empty pick data of every algorithm is accepted an
   const addon = nativeAddon()!
   const hashes = clientKeyHashes(100)
   for (const name of Object.keys(algorithms) as AlgorithmName[]) {
-    const data = algorithms[name].createPicker([], new Int32Array(4)).exportPickData()
+    const data = algorithms[name].createPicker([], new Int32Array(4)).exportPickData!()
     const picks = addon.pickMany(nativePick(data), 0, hashes, new Int32Array(4))
     t.ok(picks.every((p) => p === -1), `${name}: -1 for every key`)
   }
