@@ -22,6 +22,12 @@ export interface StateChange {
   readonly lastError: string | undefined
 }
 
+/**
+ * Upper bounds (ms) of the health-check duration histogram's buckets (the last, +Inf, is
+ * implicit): a loopback check takes under a millisecond, a check timeout is seconds.
+ */
+export const CHECK_DURATION_BOUNDS_MS: readonly number[] = [1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000]
+
 /** How long the data path steers around a backend that just refused, while the prober confirms. */
 export const PASSIVE_AVOID_MS = 2_000
 
@@ -30,7 +36,10 @@ export class Backend {
   readonly name: string
   readonly host: string
   readonly port: number
-  readonly weight: number
+  /** The weight picks use now: the config's, or an operator's (Pool.setWeight) until the next reload. */
+  weight: number
+  /** The weight the config (or the SRV record) gave. */
+  readonly configWeight: number
   readonly backup: boolean
   readonly checkPort: number | undefined
   /** The IP actually dialed: `host` resolved at load (never per connection). */
@@ -48,6 +57,9 @@ export class Backend {
   readonly connectErrors = new Map<string, number>()
   bytesFromClients = 0
   bytesFromBackend = 0
+  /** Checks by duration bucket (CHECK_DURATION_BOUNDS_MS, then +Inf; not cumulative) and their sum. */
+  readonly checkDurationCounts = new Float64Array(CHECK_DURATION_BOUNDS_MS.length + 1)
+  checkDurationSumMs = 0
 
   constructor(id: number, config: BackendConfig, address: string, healthUp: boolean) {
     this.id = id
@@ -55,6 +67,7 @@ export class Backend {
     this.host = config.host
     this.port = config.port
     this.weight = config.weight
+    this.configWeight = config.weight
     this.backup = config.backup
     this.checkPort = config.checkPort
     this.address = address
@@ -97,6 +110,12 @@ export class Pool {
   #usingBackups = false
   readonly #listeners: Listener[] = []
   readonly #passiveListeners: PassiveListener[] = []
+  /**
+   * The pool a reload or DNS refresh built from this one. Connections outlive the pool they were
+   * picked from; their bytes are counted on the successor's backend of the same name, so a
+   * backend's byte counters never go backwards across a reload.
+   */
+  #successor: Pool | undefined
 
   constructor(options: PoolOptions) {
     const algorithm = resolveAlgorithm(options.balance)
@@ -154,8 +173,16 @@ export class Pool {
 
   connectionClosed(backend: Backend, bytesFromClient: number, bytesFromBackend: number): void {
     this.active[backend.id]!--
-    backend.bytesFromClients += bytesFromClient
-    backend.bytesFromBackend += bytesFromBackend
+    const counted = this.#successor === undefined ? backend : this.#latest(backend)
+    counted.bytesFromClients += bytesFromClient
+    counted.bytesFromBackend += bytesFromBackend
+  }
+
+  /** The backend of the same name in the newest pool built from this one (itself if none). */
+  #latest(backend: Backend): Backend {
+    let latest = backend
+    for (let next = this.#successor; next !== undefined; next = next.#successor) latest = next.byName(backend.name) ?? latest
+    return latest
   }
 
   /**
@@ -168,6 +195,16 @@ export class Pool {
     backend.connectErrors.set(error, (backend.connectErrors.get(error) ?? 0) + 1)
     backend.avoidUntil = Date.now() + PASSIVE_AVOID_MS
     for (const l of this.#passiveListeners) l(backend, error)
+  }
+
+  /** A health check of the backend finished (passed or failed) after `durationMs`. */
+  observeCheck(backendId: number, durationMs: number): void {
+    const backend = this.backends[backendId]
+    if (!backend) return
+    let i = 0
+    while (i < CHECK_DURATION_BOUNDS_MS.length && durationMs > CHECK_DURATION_BOUNDS_MS[i]!) i++
+    backend.checkDurationCounts[i]!++
+    backend.checkDurationSumMs += durationMs
   }
 
   onPassiveFailure(listener: PassiveListener): void {
@@ -197,13 +234,27 @@ export class Pool {
   }
 
   /**
+   * An operator's weight (admin API), kept until the next reload builds the pool from config.
+   * Like every change that alters picks, it goes through a picker rebuild.
+   */
+  setWeight(backendId: number, weight: number): void {
+    const backend = this.backends[backendId]
+    if (!backend || backend.weight === weight) return
+    backend.weight = weight
+    this.#picker = this.#rebuild()
+  }
+
+  /**
    * Reload: carries health, admin state and counters over from the previous pool's backends of
    * the same name, so a reload neither resets metrics nor re-checks a backend from scratch.
+   * `keepWeights` (a DNS refresh, not a reload) also keeps weights an operator set.
    */
-  inherit(previous: Pool): void {
+  inherit(previous: Pool, keepWeights = false): void {
+    previous.#successor = this
     for (const b of this.backends) {
       const old = previous.byName(b.name)
       if (!old) continue
+      if (keepWeights && old.weight !== old.configWeight) b.weight = old.weight
       b.healthUp = old.healthUp
       b.admin = old.admin
       b.lastChangeAt = old.lastChangeAt
@@ -213,6 +264,8 @@ export class Pool {
       b.connectErrorsTotal = old.connectErrorsTotal
       b.bytesFromClients = old.bytesFromClients
       b.bytesFromBackend = old.bytesFromBackend
+      b.checkDurationCounts.set(old.checkDurationCounts)
+      b.checkDurationSumMs = old.checkDurationSumMs
       for (const [k, v] of old.connectErrors) b.connectErrors.set(k, v)
     }
     this.#picker = this.#rebuild()

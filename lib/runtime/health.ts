@@ -3,7 +3,7 @@
  * data-path connect failures into the prober, maint pauses probing. The prober never touches
  * the data path; the data path never waits for the prober.
  */
-import { Prober, type CheckOptions, type CheckTarget, type HealthEvent } from '../health/index.js'
+import { Prober, startCheck, type CheckOptions, type CheckRunner, type CheckTarget, type HealthEvent } from '../health/index.js'
 import type { HealthConfig } from '../config/index.js'
 import type { Logger } from 'pino'
 import type { Pool, StateChange } from '../pool/index.js'
@@ -62,7 +62,7 @@ export async function attachProber(pool: Pool, health: HealthConfig, logger: Log
       logger.warn({ service: pool.name, backend: backend?.name, from: 'starting', to: 'down', reason: event.reason, lastError: event.lastError }, 'backend state changed')
     }
     if (event.from === 'starting' && pending.delete(event.backendId) && pending.size === 0) firstRoundDone()
-  })
+  }, { runCheck: timedChecks(pool) })
   pool.onPassiveFailure((backend, error) => prober.observePassive(backend.id, false, error))
   pool.onStateChange((change: StateChange) => {
     if (change.to === 'maint') prober.pause(change.backend.id)
@@ -76,4 +76,16 @@ export async function attachProber(pool: Pool, health: HealthConfig, logger: Log
   await Promise.race([firstRound, limit])
   clearTimeout(timer)
   return prober
+}
+
+/** The real checks, each one's duration handed to the pool (the check-duration histogram). */
+function timedChecks(pool: Pool): CheckRunner {
+  return (target, options, clock) => {
+    const running = startCheck(target, options, clock)
+    // A check cut short by stop or maintenance says nothing about the backend.
+    void running.done.then((result) => {
+      if (result.error !== 'cancelled') pool.observeCheck(target.id, result.durationMs)
+    })
+    return running
+  }
 }

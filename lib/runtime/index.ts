@@ -89,8 +89,8 @@ export class Runtime {
     return runtime
   }
 
-  async #buildPool(service: ServiceConfig, previous?: Pool, resolved?: ResolvedBackends): Promise<ServiceHandle> {
-    resolved ??= await resolveBackends(service.backends, this.#resolver)
+  async #buildPool(service: ServiceConfig, previous?: Pool, refreshed?: ResolvedBackends): Promise<ServiceHandle> {
+    const resolved = refreshed ?? await resolveBackends(service.backends, this.#resolver)
     const pool = new Pool({
       name: service.name,
       balance: service.balance,
@@ -100,7 +100,8 @@ export class Runtime {
       // "Initial state"); with no checks there is nothing to wait for.
       initiallyUp: service.health.type === 'none',
     })
-    if (previous) pool.inherit(previous)
+    // Only a DNS refresh passes `refreshed`: it keeps operator-set weights; a reload resets them.
+    if (previous) pool.inherit(previous, refreshed !== undefined)
     pool.onStateChange(this.#logStateChange)
     const handle = new ServiceHandle(service, pool)
     handle.resolvedSignature = signature(resolved)

@@ -154,6 +154,26 @@ export class TcpService {
     return Promise.resolve()
   }
 
+  /**
+   * Bytes moved so far by connections still open, by backend name (`[fromClient, fromBackend]`).
+   * Counters reach the pool only at close; the admin endpoint adds these at scrape time, so a
+   * connection that lives for hours shows its traffic with no work per chunk.
+   */
+  openBytes(): Map<string, [number, number]> {
+    const out = new Map<string, [number, number]>()
+    for (const c of this.#connections) {
+      const moved = c.bytesMoved()
+      if (moved === undefined) continue
+      const sum = out.get(moved.backend)
+      if (sum === undefined) out.set(moved.backend, [moved.fromClient, moved.fromBackend])
+      else {
+        sum[0] += moved.fromClient
+        sum[1] += moved.fromBackend
+      }
+    }
+    return out
+  }
+
   /** Ends every connection now, e.g. when the drain timeout runs out. */
   closeAll(reason: CloseReason): void {
     for (const c of this.#connections) c.abort(reason)
@@ -346,6 +366,12 @@ class TcpConnection {
     // acceptProxy has destroyed the socket already
     this.proxyError = err instanceof ProxyHeaderError ? err.reason : 'socket-error'
     this.#finish('proxy-header')
+  }
+
+  /** What the sockets have read so far, once spliced (counted in the pool at close). */
+  bytesMoved(): { backend: string; fromClient: number; fromBackend: number } | undefined {
+    if (this.#splice === undefined || this.backend === undefined || this.#upstream === undefined) return undefined
+    return { backend: this.backend.name, fromClient: this.#client.bytesRead, fromBackend: this.#upstream.bytesRead }
   }
 
   abort(reason: CloseReason): void {
