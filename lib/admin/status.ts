@@ -30,7 +30,7 @@ export interface Status {
       lastChange: string
       lastReason: string
       lastError: string | null
-      checks: ReadonlyArray<{ at: string; ok: boolean; durationMs: number; error?: string }>
+      checks: ReadonlyArray<{ at: string; ok: boolean; durationMs: number; error?: string; passive?: true }>
     }>
   }>
   readonly draining: ReadonlyArray<{ name: string; activeConnections: number }>
@@ -38,11 +38,11 @@ export interface Status {
 
 export function statusOf(runtime: Runtime): Status {
   return {
-      pid: process.pid,
-      uptimeSeconds: Math.round(process.uptime()),
-      services: [...runtime.services.values()].map((h) => {
-        const bytes = liveBytes(h)
-        return {
+    pid: process.pid,
+    uptimeSeconds: Math.round(process.uptime()),
+    services: [...runtime.services.values()].map((h) => {
+      const bytes = liveBytes(h)
+      return {
         name: h.name,
         protocols: h.config.protocols,
         listen: (h.tcp ?? h.udp)?.addresses().map((a) => formatHostPort(a.host, a.port)) ?? h.config.listen.map((l) => formatHostPort(l.host, l.port)),
@@ -64,7 +64,7 @@ export function statusOf(runtime: Runtime): Status {
           lastChange: new Date(b.lastChangeAt).toISOString(),
           lastReason: b.lastReason,
           lastError: b.lastError ?? null,
-          checks: (h.prober?.history(b.id) ?? []).map((c) => ({ at: new Date(c.at).toISOString(), ok: c.ok, durationMs: c.durationMs, ...(c.error ? { error: c.error } : {}) })),
+          checks: (h.prober?.history(b.id) ?? []).map((c) => ({ at: new Date(c.at).toISOString(), ok: c.ok, durationMs: c.durationMs, ...(c.error ? { error: c.error } : {}), ...(c.passive ? { passive: true as const } : {}) })),
         })),
       }
     }),
