@@ -54,6 +54,9 @@ export class AdminServer {
   readonly #rates = new Rates()
   readonly #streams = new EventStreams()
   #ticker: NodeJS.Timeout | undefined
+  /** Pools whose state changes push an event at once (a reload or DNS refresh brings new ones). */
+  readonly #watched = new WeakSet<Pool>()
+  #pushSoon: NodeJS.Timeout | undefined
 
   constructor(config: AdminConfig, runtime: Runtime, logger: Logger) {
     this.#config = config
@@ -105,12 +108,14 @@ export class AdminServer {
       this.#server.listen(options, () => resolve())
     })
     this.#rates.sample(this.#runtime)
+    this.#watchPools()
     this.#ticker = setInterval(this.#tick, TICK_MS)
     this.#ticker.unref()
   }
 
   close(): Promise<void> {
     clearInterval(this.#ticker)
+    clearTimeout(this.#pushSoon)
     this.#streams.close()
     return new Promise((resolve) => {
       this.#server.close(() => resolve())
@@ -122,10 +127,39 @@ export class AdminServer {
   readonly #tick = (): void => {
     try {
       this.#rates.sample(this.#runtime)
-      if (this.#streams.size > 0) this.#streams.broadcast(sseEvent('state', this.#pageState()))
+      this.#watchPools()
+      this.#push()
     } catch (err) {
       this.#logger.error({ err }, 'status feed failed')
     }
+  }
+
+  #push(): void {
+    if (this.#streams.size > 0) this.#streams.broadcast(sseEvent('state', this.#pageState()))
+  }
+
+  /**
+   * A backend going down or drained shows on open pages at once, not at the next tick; changes
+   * arriving together (a whole pool failing) are sent as one event.
+   */
+  #watchPools(): void {
+    for (const h of this.#runtime.services.values()) {
+      if (this.#watched.has(h.pool)) continue
+      this.#watched.add(h.pool)
+      h.pool.onStateChange(this.#onStateChange)
+    }
+  }
+
+  readonly #onStateChange = (): void => {
+    if (this.#pushSoon !== undefined || this.#streams.size === 0) return
+    this.#pushSoon = setTimeout(() => {
+      this.#pushSoon = undefined
+      try {
+        this.#push()
+      } catch (err) {
+        this.#logger.error({ err }, 'status feed failed')
+      }
+    }, 20)
   }
 
   #pageState(): unknown {
