@@ -111,6 +111,8 @@ export const PAGE_SCRIPT = String.raw`'use strict'
           why: el('td', { className: 'why' }),
           buttons: {},
         }
+        r.tr.dataset.service = s.name
+        r.tr.dataset.backend = b.address
         var svg = svgEl('svg', { viewBox: '0 0 ' + RATE_SAMPLES + ' 20', preserveAspectRatio: 'none' })
         svg.appendChild(r.line)
         r.tr.append(r.addr, el('td', null, r.state), r.weight, r.active, r.total, el('td', null, el('span', { className: 'spark' }, svg, r.rate)),
@@ -192,7 +194,7 @@ export const PAGE_SCRIPT = String.raw`'use strict'
         r.strip.replaceChildren.apply(r.strip, marks)
         r.since.textContent = ago(now - Date.parse(b.lastChange))
         r.since.title = b.lastChange
-        var why = b.lastReason + (b.lastError && st !== 'up' ? ' [' + b.lastError + ']' : '')
+        var why = b.lastReason + (b.lastError && st !== 'up' && b.lastReason.indexOf(b.lastError) < 0 ? ' [' + b.lastError + ']' : '')
         r.why.textContent = why
         r.why.title = why
         if (writes) {

@@ -26,7 +26,7 @@ section { margin-bottom: 14px; background: #fff; border: 1px solid var(--line); 
 section > h2 { display: flex; gap: 14px; align-items: baseline; flex-wrap: wrap; margin: 0; padding: 6px 10px;
   font-size: 13px; font-weight: 600; background: #eceff3; border-bottom: 1px solid var(--line); }
 section > h2 .name { font-size: 14px; }
-section > h2 .meta { font-weight: 400; color: var(--muted); font-variant-numeric: tabular-nums; }
+section > h2 .meta { display: inline-flex; gap: 14px; flex-wrap: wrap; font-weight: 400; color: var(--muted); font-variant-numeric: tabular-nums; }
 section > h2 .meta b { color: var(--fg); font-weight: 600; }
 .badge { font-size: 11px; font-weight: 600; padding: 0 6px; border-radius: 3px; background: #e3e6ea; color: var(--fg); }
 .badge.warn { background: var(--down-bg); color: var(--down); }
@@ -38,7 +38,7 @@ tr:last-child td { border-bottom: 0; }
 td.num, th.num { text-align: right; }
 td.addr { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: 12px; }
 td.addr small { color: var(--muted); font-family: system-ui, sans-serif; margin-left: 4px; }
-td.why { color: var(--muted); max-width: 320px; overflow: hidden; text-overflow: ellipsis; }
+td.why { color: var(--muted); max-width: 280px; overflow: hidden; text-overflow: ellipsis; }
 .state { display: inline-block; min-width: 62px; text-align: center; font-size: 11px; font-weight: 700; text-transform: uppercase;
   padding: 1px 6px; border-radius: 3px; }
 .st-up { background: var(--up-bg); color: var(--up); }
@@ -59,7 +59,7 @@ tr.row-starting td:first-child { box-shadow: inset 3px 0 var(--starting); }
 .spark { display: inline-flex; gap: 6px; align-items: center; }
 .spark svg { width: 120px; height: 20px; background: #f3f5f8; border-radius: 2px; }
 .spark polyline { fill: none; stroke: #2f6fd6; stroke-width: 1.2; }
-.spark span { min-width: 34px; text-align: right; }
+.spark span { min-width: 28px; text-align: right; }
 .actions { display: inline-flex; gap: 4px; }
 .actions button, #login button { font: inherit; font-size: 11px; padding: 1px 8px; border-radius: 3px; cursor: pointer;
   border: 1px solid #b7bec7; background: #fff; color: var(--fg); }
