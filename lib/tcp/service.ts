@@ -57,8 +57,7 @@ const NOT_FORWARDED = new Set([PP2_TYPE_CRC32C, PP2_TYPE_UNIQUE_ID, PP2_TYPE_AUT
 
 export class TcpService {
   readonly name: string
-  /** Replaced on reload; each connection keeps the pool it was picked from. */
-  pool: Pool
+  readonly pool: Pool
   #config: ServiceConfig
   readonly #logger: Logger
   readonly #servers: Server[] = []
@@ -92,15 +91,13 @@ export class TcpService {
   }
 
   /**
-   * Reload: new connections use the new config and pool from now on; established ones finish
-   * on the pool they started with. The listening sockets stay open throughout.
+   * Reload: new connections use the new config from now on. The pool is the service's for its
+   * whole life (updated in place); the listening sockets stay open throughout.
    */
-  update(config: ServiceConfig, pool: Pool): void {
+  update(config: ServiceConfig): void {
     this.#config = config
-    this.pool = pool
     this.#trusted = trustedOf(config)
     this.#acceptOptions = acceptOptionsOf(config)
-    pool.onStateChange(this.#onBackendState)
   }
 
   /** The addresses actually bound (port 0 resolved), in listen order. */
@@ -251,9 +248,22 @@ export class TcpService {
     return encodeV2({ command: 'proxy', transport: 'stream', src, dst: local, tlvs, crc32c: config.proxyV2Crc32c })
   }
 
+  /**
+   * A backend went down (or into maint): a connection still connecting (or about to retry) to it moves to the
+   * next pick now — it has forwarded nothing, so it loses nothing (issue 12: on-down shutdown
+   * used to cut these). `--on-down shutdown` also ends established connections to it.
+   */
   readonly #onBackendState = (change: StateChange): void => {
-    if (change.to !== 'down' || this.#config.onDown !== 'shutdown') return
-    for (const c of this.#connections) if (c.backend === change.backend) c.abort('backend-down')
+    if (change.to !== 'down' && change.to !== 'maint') return
+    const shutdown = change.to === 'down' && this.#config.onDown === 'shutdown'
+    for (const c of this.#connections) {
+      if (c.backend !== change.backend) continue
+      if (c.established) {
+        if (shutdown) c.abort('backend-down')
+      } else {
+        c.redirect()
+      }
+    }
   }
 
   /** Called by a connection once, when both sockets are closed. */
@@ -374,6 +384,23 @@ class TcpConnection {
     return { backend: this.backend.name, fromClient: this.#client.bytesRead, fromBackend: this.#upstream.bytesRead }
   }
 
+  /** Spliced to a backend: client bytes may have been forwarded, so it is never retried. */
+  get established(): boolean {
+    return this.#splice !== undefined
+  }
+
+  /**
+   * Its backend went down while this connection was connecting: give up that attempt and try
+   * the next pick (it counts as a failed attempt, but not as the backend's failure — the
+   * prober already decided). Nothing happens before the accept-proxy header or between attempts.
+   */
+  redirect(): void {
+    const upstream = this.#upstream
+    if (upstream === undefined || this.#splice !== undefined || this.#finished) return
+    this.#dropUpstream(upstream)
+    this.#retryOrFinish(this.backend!)
+  }
+
   abort(reason: CloseReason): void {
     if (this.#splice) {
       this.#splice.abort(reason)
@@ -441,20 +468,32 @@ class TcpConnection {
   }
 
   #connectFailed(code: string): void {
-    const upstream = this.#upstream!
+    this.#dropUpstream(this.#upstream!)
+    if (this.#aborted) return
+    const backend = this.backend!
+    // This may tip the backend over `fall`: the pool then rebuilds before the retry below, so
+    // the retry already picks from what is left (backups included).
+    this.#service.connectFailed(this.pool, backend, code)
+    this.#retryOrFinish(backend)
+  }
+
+  #dropUpstream(upstream: Socket): void {
     upstream.removeListener('connect', this.#onConnect)
     upstream.removeListener('timeout', this.#onConnectTimeout)
     upstream.removeListener('error', this.#onConnectError)
     upstream.on('error', ignore)
     upstream.destroy()
     this.#upstream = undefined
-    if (this.#aborted) return
-    const backend = this.backend!
-    this.#service.connectFailed(this.pool, backend, code)
-    // The client is still paused: nothing it sent has been read, so trying another backend
-    // loses no byte.
+  }
+
+  /**
+   * The client is still paused: nothing it sent has been read, so trying another backend loses
+   * no byte. Up to `retries` more attempts; once the primaries this connection may use are all
+   * tried, the pool hands out backups (HAProxy's `option redispatch`).
+   */
+  #retryOrFinish(failed: Backend): void {
     if (this.attempts <= this.#service.config.retries) {
-      ;(this.#tried ??= new Set()).add(backend.id)
+      ;(this.#tried ??= new Set()).add(failed.id)
       this.#connectNext()
       return
     }

@@ -57,8 +57,7 @@ export interface UdpSessionInfo {
 
 export class UdpService implements SessionOwner {
   readonly name: string
-  /** Replaced on reload; each session keeps the pool it was picked from. */
-  pool: Pool
+  readonly pool: Pool
   #config: ServiceConfig
   readonly #logger: Logger
   readonly #sockets: Socket[] = []
@@ -100,15 +99,13 @@ export class UdpService implements SessionOwner {
   }
 
   /**
-   * Reload: new sessions use the new config and pool; existing sessions keep their backend and
-   * end on the pool they came from. The listening sockets stay open.
+
+
    */
-  update(config: ServiceConfig, pool: Pool): void {
+  update(config: ServiceConfig): void {
     this.#config = config
-    this.pool = pool
     this.#hashByIp = config.hashKey === 'src-ip'
     this.#responses = config.udpResponses
-    pool.onStateChange(this.#onBackendState)
   }
 
   /** The addresses actually bound (port 0 resolved), in listen order. */
