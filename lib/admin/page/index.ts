@@ -29,6 +29,8 @@ export const PAGE_HTML = `<!doctype html>
   <h1>l4lb</h1>
   <span id="summary"></span>
   <span class="legend"><i class="st-up">up</i><i class="st-down">down</i><i class="st-starting">starting</i><i class="st-drain">drain</i><i class="st-maint">maint</i></span>
+  <span id="toast" role="status"></span>
+  <span id="draining"></span>
   <span id="conn" class="conn">connecting…</span>
   <form id="login" hidden>
     <label for="token" id="login-why">admin token</label>
@@ -37,7 +39,6 @@ export const PAGE_HTML = `<!doctype html>
   </form>
 </header>
 <main id="services"></main>
-<footer><span id="toast" role="status"></span><span id="draining"></span></footer>
 </body>
 </html>
 `

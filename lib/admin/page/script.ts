@@ -185,7 +185,8 @@ export const PAGE_SCRIPT = String.raw`'use strict'
         r.rate.textContent = String(ring.length ? ring[ring.length - 1] : 0)
         r.rate.title = 'peak ' + max + '/s over ' + ring.length + ' s'
         var marks = []
-        for (var i = 0; i < 10 - b.checks.length; i++) marks.push(el('i', { title: 'no check yet' }))
+        if (b.checks.length === 0 && st === 'up') marks.push(el('span', { className: 'nocheck', text: 'not checked' }))
+        else for (var i = 0; i < 10 - b.checks.length; i++) marks.push(el('i', { title: 'no check yet' }))
         b.checks.forEach(function (c) {
           var cls = c.ok ? 'ok' : c.passive ? 'passive' : 'fail'
           var title = c.at.slice(11, 19) + ' ' + (c.ok ? 'passed' : c.passive ? 'data-path failure' : 'failed') + ' in ' + c.durationMs + ' ms' + (c.error ? ': ' + c.error : '')

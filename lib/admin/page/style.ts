@@ -13,7 +13,7 @@ h1 { margin: 0; font-size: 16px; letter-spacing: .5px; }
 #summary { color: #b8c3cf; font-variant-numeric: tabular-nums; }
 .legend { display: flex; gap: 4px; }
 .legend i { font-style: normal; font-size: 11px; padding: 1px 6px; border-radius: 3px; }
-.conn { margin-left: auto; font-size: 12px; color: #b8c3cf; }
+.conn { font-size: 12px; color: #b8c3cf; }
 .conn::before { content: ""; display: inline-block; width: 8px; height: 8px; border-radius: 50%; margin-right: 5px; background: #8a939d; }
 .conn.live::before { background: #3ddc84; }
 .conn.lost::before { background: #ff5c5c; }
@@ -21,7 +21,7 @@ h1 { margin: 0; font-size: 16px; letter-spacing: .5px; }
 #login[hidden] { display: none; }
 #login label { font-size: 12px; color: #ffd479; }
 #login input { width: 180px; padding: 3px 6px; border: 1px solid #56636f; border-radius: 3px; background: #11181f; color: #fff; }
-main { padding: 10px 14px 40px; }
+main { padding: 10px 14px 16px; }
 section { margin-bottom: 14px; background: #fff; border: 1px solid var(--line); border-radius: 4px; overflow-x: auto; }
 section > h2 { display: flex; gap: 14px; align-items: baseline; flex-wrap: wrap; margin: 0; padding: 6px 10px;
   font-size: 13px; font-weight: 600; background: #eceff3; border-bottom: 1px solid var(--line); }
@@ -30,15 +30,20 @@ section > h2 .meta { display: inline-flex; gap: 14px; flex-wrap: wrap; font-weig
 section > h2 .meta b { color: var(--fg); font-weight: 600; }
 .badge { font-size: 11px; font-weight: 600; padding: 0 6px; border-radius: 3px; background: #e3e6ea; color: var(--fg); }
 .badge.warn { background: var(--down-bg); color: var(--down); }
-table { width: 100%; border-collapse: collapse; font-variant-numeric: tabular-nums; }
+table { width: 100%; min-width: 1240px; table-layout: fixed; border-collapse: collapse; font-variant-numeric: tabular-nums; }
+/* the same columns in every service's table, so they line up down the page */
+th:nth-child(1) { width: 190px; } th:nth-child(2) { width: 92px; } th:nth-child(3) { width: 96px; }
+th:nth-child(4) { width: 62px; } th:nth-child(5) { width: 72px; } th:nth-child(6) { width: 176px; }
+th:nth-child(7), th:nth-child(8) { width: 88px; } th:nth-child(9) { width: 112px; } th:nth-child(10) { width: 72px; }
+th:nth-child(12) { width: 142px; }
 th { text-align: left; font-size: 11px; font-weight: 600; color: var(--muted); text-transform: uppercase; letter-spacing: .3px;
   padding: 4px 8px; border-bottom: 1px solid var(--line); white-space: nowrap; }
-td { padding: 3px 8px; border-bottom: 1px solid #eef0f3; white-space: nowrap; vertical-align: middle; }
+td { padding: 3px 8px; border-bottom: 1px solid #eef0f3; white-space: nowrap; vertical-align: middle; overflow: hidden; text-overflow: ellipsis; }
 tr:last-child td { border-bottom: 0; }
 td.num, th.num { text-align: right; }
 td.addr { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: 12px; }
 td.addr small { color: var(--muted); font-family: system-ui, sans-serif; margin-left: 4px; }
-td.why { color: var(--muted); max-width: 280px; overflow: hidden; text-overflow: ellipsis; }
+td.why { color: var(--muted); }
 .state { display: inline-block; min-width: 62px; text-align: center; font-size: 11px; font-weight: 700; text-transform: uppercase;
   padding: 1px 6px; border-radius: 3px; }
 .st-up { background: var(--up-bg); color: var(--up); }
@@ -60,6 +65,7 @@ tr.row-starting td:first-child { box-shadow: inset 3px 0 var(--starting); }
 .spark svg { width: 120px; height: 20px; background: #f3f5f8; border-radius: 2px; }
 .spark polyline { fill: none; stroke: #2f6fd6; stroke-width: 1.2; }
 .spark span { min-width: 28px; text-align: right; }
+.nocheck { color: var(--muted); font-size: 12px; }
 .actions { display: inline-flex; gap: 4px; }
 .actions button, #login button { font: inherit; font-size: 11px; padding: 1px 8px; border-radius: 3px; cursor: pointer;
   border: 1px solid #b7bec7; background: #fff; color: var(--fg); }
@@ -69,8 +75,8 @@ tr.row-starting td:first-child { box-shadow: inset 3px 0 var(--starting); }
 .actions button[data-action="enable"] { border-color: var(--up); color: var(--up); }
 .actions button[hidden] { display: none; }
 .muted { color: var(--muted); }
-footer { position: fixed; bottom: 0; left: 0; right: 0; display: flex; gap: 16px; padding: 4px 14px; font-size: 12px;
-  background: #fff; border-top: 1px solid var(--line); color: var(--muted); }
-#toast.error { color: var(--down); }
+#toast { margin-left: auto; font-size: 12px; color: #b7f0c9; }
+#toast.error { color: #ffb3b3; }
+#draining { font-size: 12px; color: #ffd479; }
 .empty { padding: 20px; color: var(--muted); }
 `
