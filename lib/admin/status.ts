@@ -23,6 +23,9 @@ export interface Status {
       configWeight: number
       backup: boolean
       activeConnections: number
+      /** 0 = no limit; `queued` connections wait for a slot. */
+      maxConns: number
+      queued: number
       connectionsTotal: number
       /** Bytes from clients / from the backend, including connections still open. */
       bytesIn: number
@@ -58,6 +61,8 @@ export function statusOf(runtime: Runtime): Status {
           configWeight: b.configWeight,
           backup: b.backup,
           activeConnections: h.pool.active[b.id] ?? 0,
+          maxConns: b.maxConns,
+          queued: h.pool.queued(b),
           connectionsTotal: b.connectionsTotal,
           bytesIn: bytes.get(b.name)?.[0] ?? 0,
           bytesOut: bytes.get(b.name)?.[1] ?? 0,
