@@ -171,7 +171,8 @@ export const PAGE_SCRIPT = String.raw`'use strict'
         if (b.effectiveWeight !== undefined && b.effectiveWeight !== b.weight) w = b.effectiveWeight + ' → ' + b.weight
         if (b.configWeight !== undefined && b.configWeight !== b.weight) w += ' (config ' + b.configWeight + ')'
         r.weight.textContent = w
-        r.active.textContent = String(b.activeConnections)
+        // a per-backend limit shows as active/max, connections waiting for a slot as +N queued
+        r.active.textContent = String(b.activeConnections) + (b.maxConns ? '/' + b.maxConns : '') + (b.queued ? ' +' + b.queued + ' queued' : '')
         r.total.textContent = String(b.connectionsTotal)
         r.bin.textContent = bytes(b.bytesIn)
         r.bin.title = b.bytesIn + ' bytes'
