@@ -1,7 +1,7 @@
 /**
  * The admin endpoint (off unless configured): the status page (`GET /`, live over `GET /events`),
- * `GET /status` JSON, `GET /metrics` Prometheus text, `GET /sessions/{service}`,
- * `POST /backends/{service}/{address}/{drain|maint|enable|weight}`. Optional bearer token read
+ * `GET /status` JSON, `GET /healthz` (200/503 for routers), `GET /metrics` Prometheus text,
+ * `GET /sessions/{service}`, `POST /backends/{service}/{address}/{drain|maint|enable|weight}`. Optional bearer token read
  * once from a file. Listens on host:port or a unix socket path.
  */
 import http, { type IncomingMessage, type ServerResponse } from 'node:http'
@@ -18,9 +18,11 @@ import { EventStreams, Rates, sseEvent } from './events.js'
 import { renderMetrics } from './metrics.js'
 import { PAGE_CSP, PAGE_HTML, PAGE_SCRIPT, PAGE_STYLE } from './page/index.js'
 import { statusOf } from './status.js'
+import { healthzOf } from './healthz.js'
 
 export { renderMetrics } from './metrics.js'
 export { statusOf, type Status } from './status.js'
+export { healthzOf, type Healthz } from './healthz.js'
 
 /** Sessions listed per /sessions request unless `?limit=` says otherwise (the table can be 100k). */
 const SESSIONS_LIMIT = 1000
@@ -70,6 +72,7 @@ export class AdminServer {
       { path: /^\/page\.css$/, open: true, methods: { GET: (_q, res) => asset(res, 'text/css; charset=utf-8', PAGE_STYLE) } },
       { path: /^\/events$/, methods: { GET: (req, res) => this.#events(req, res) } },
       { path: /^\/status$/, methods: { GET: (_q, res) => send(res, 200, statusOf(this.#runtime)) } },
+      { path: /^\/healthz$/, methods: { GET: (_q, res) => this.#healthz(res) } },
       {
         path: /^\/metrics$/,
         methods: {
@@ -182,7 +185,7 @@ export class AdminServer {
       let params: string[] | undefined
       const route = this.#routes.find((r) => (params = r.path.exec(url.pathname)?.slice(1)) !== undefined)
       if (!route || !params) {
-        return send(res, 404, { error: 'not found: try GET / (the status page), GET /status, GET /metrics, GET /events, GET /sessions/{service}, POST /backends/{service}/{address}/{drain|maint|enable|weight}' })
+        return send(res, 404, { error: 'not found: try GET / (the status page), GET /status, GET /healthz, GET /metrics, GET /events, GET /sessions/{service}, POST /backends/{service}/{address}/{drain|maint|enable|weight}' })
       }
       const method = req.method === 'HEAD' && route.methods.GET ? 'GET' : req.method ?? ''
       const handler = route.methods[method]
@@ -208,6 +211,12 @@ export class AdminServer {
       if (!res.headersSent) send(res, 500, { error: 'internal error' })
       else res.destroy()
     }
+  }
+
+  /** For routers and vrrp_scripts: the status code is the answer, the body says why. */
+  #healthz(res: ServerResponse): void {
+    const health = healthzOf(this.#runtime)
+    send(res, health.healthy ? 200 : 503, health)
   }
 
   /** The UDP session table of a service (client, backend, age, idle, counts), most idle last. */
