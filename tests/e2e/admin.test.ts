@@ -104,7 +104,7 @@ t.test('every wrong method on every route answers 405 with Allow; only the page 
   const { lb, adminPort } = await spawnWithAdmin(['-l', '127.0.0.1:0', '--protocol', 'tcp,udp', '-b', a.address, '--check', 'none', '--name', 'web',
     '--admin-token-file', path.join(dir, 'token')])
   t.teardown(() => lb.stop())
-  const reads = ['/', '/page.js', '/page.css', '/events', '/status', '/metrics', '/sessions/web']
+  const reads = ['/', '/page.js', '/page.css', '/events', '/status', '/healthz', '/metrics', '/sessions/web']
   const writes = [`/backends/web/${a.address}/drain`, `/backends/web/${a.address}/maint`, `/backends/web/${a.address}/enable`, `/backends/web/${a.address}/weight`]
   for (const route of reads) {
     for (const method of ['POST', 'PUT', 'DELETE', 'PATCH']) {
