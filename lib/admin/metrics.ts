@@ -6,35 +6,87 @@
  */
 import { REFUSAL_REASONS } from '../flow/index.js'
 import { readdirSync } from 'node:fs'
-import { BACKEND_STATES } from '../pool/index.js'
-import type { Runtime } from '../runtime/index.js'
+import { createRequire } from 'node:module'
+import { BACKEND_STATES, CHECK_DURATION_BOUNDS_MS } from '../pool/index.js'
+import type { Runtime, ServiceHandle } from '../runtime/index.js'
 
+const VERSION = (createRequire(import.meta.url)('../../../package.json') as { version: string }).version
+
+/**
+ * Connect failures exported as 0 from the start, so `rate()` and alerts see a series before
+ * the first failure (Prometheus best practice: no missing series for known label values).
+ * Other codes appear when they first happen.
+ */
+const CONNECT_ERROR_REASONS = ['ECONNREFUSED', 'timeout', 'EHOSTUNREACH', 'ENETUNREACH', 'ECONNRESET'] as const
+
+/** The bucket bounds as `le` labels, in seconds, computed once. */
+const CHECK_DURATION_LE = [...CHECK_DURATION_BOUNDS_MS.map((ms) => String(ms / 1000)), '+Inf']
 
 function escape(value: string): string {
   return value.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"')
 }
 
+/**
+ * Samples are grouped by family as they are added, so callers may loop service by service:
+ * the text format wants every line of a family in one block, after its HELP and TYPE.
+ */
 class Exposition {
-  #out: string[] = []
-  #declared = new Set<string>()
+  readonly #families = new Map<string, string[]>()
 
   metric(name: string, type: 'counter' | 'gauge', help: string, labels: Record<string, string>, value: number): void {
-    if (!this.#declared.has(name)) {
-      this.#declared.add(name)
-      this.#out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`)
+    this.#family(name, type, help).push(sample(name, labels, value))
+  }
+
+  /** `counts` per bucket (not cumulative), the last one for +Inf. */
+  histogram(name: string, help: string, labels: Record<string, string>, le: readonly string[], counts: ArrayLike<number>, sum: number): void {
+    const lines = this.#family(name, 'histogram', help)
+    let cumulative = 0
+    for (let i = 0; i < le.length; i++) {
+      cumulative += counts[i] ?? 0
+      lines.push(sample(`${name}_bucket`, { ...labels, le: le[i]! }, cumulative))
     }
-    const text = Object.entries(labels).map(([k, v]) => `${k}="${escape(v)}"`).join(',')
-    this.#out.push(`${name}${text ? `{${text}}` : ''} ${Number.isFinite(value) ? value : 0}`)
+    lines.push(sample(`${name}_sum`, labels, sum), sample(`${name}_count`, labels, cumulative))
+  }
+
+  #family(name: string, type: string, help: string): string[] {
+    let lines = this.#families.get(name)
+    if (lines === undefined) this.#families.set(name, (lines = [`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`]))
+    return lines
   }
 
   toString(): string {
-    return this.#out.join('\n') + '\n'
+    let out = ''
+    for (const lines of this.#families.values()) out += lines.join('\n') + '\n'
+    return out
   }
+}
+
+function sample(name: string, labels: Record<string, string>, value: number): string {
+  const text = Object.entries(labels).map(([k, v]) => `${k}="${escape(v)}"`).join(',')
+  return `${name}${text ? `{${text}}` : ''} ${Number.isFinite(value) ? value : 0}`
+}
+
+/**
+ * Bytes of each backend of a service: counted at close, plus what its open connections have
+ * moved so far (read from their sockets now), so long connections show traffic while they last.
+ */
+export function liveBytes(h: ServiceHandle): Map<string, [number, number]> {
+  const out = h.tcp?.openBytes() ?? new Map<string, [number, number]>()
+  for (const b of h.pool.backends) {
+    const open = out.get(b.name)
+    if (open === undefined) out.set(b.name, [b.bytesFromClients, b.bytesFromBackend])
+    else {
+      open[0] += b.bytesFromClients
+      open[1] += b.bytesFromBackend
+    }
+  }
+  return out
 }
 
 export function renderMetrics(runtime: Runtime): string {
   const m = new Exposition()
   const handles = [...runtime.services.values()]
+  m.metric('l4lb_build_info', 'gauge', 'Always 1: the l4lb version and the Node.js version it runs on.', { version: VERSION, node: process.version }, 1)
   for (const h of handles) {
     const service = h.name
     for (const b of h.pool.backends) {
@@ -46,11 +98,17 @@ export function renderMetrics(runtime: Runtime): string {
     for (const b of h.pool.backends) m.metric('l4lb_queue_length', 'gauge', 'Connections waiting now for a slot of a backend at its maxConns.', { service: h.name, backend: b.name }, h.pool.queued(b))
     for (const b of h.pool.backends) m.metric('l4lb_active_connections', 'gauge', 'Connections open to a backend now.', { service: h.name, backend: b.name }, h.pool.active[b.id] ?? 0)
   }
+  const bytesHelp = 'Bytes proxied, including those of connections still open (in = from clients, out = from the backend).'
   for (const h of handles) {
+    const bytes = liveBytes(h)
     for (const b of h.pool.backends) {
-      m.metric('l4lb_bytes_total', 'counter', 'Bytes proxied, counted when a connection closes (in = from clients, out = from the backend).', { service: h.name, backend: b.name, direction: 'in' }, b.bytesFromClients)
-      m.metric('l4lb_bytes_total', 'counter', 'Bytes proxied, counted when a connection closes (in = from clients, out = from the backend).', { service: h.name, backend: b.name, direction: 'out' }, b.bytesFromBackend)
+      const [fromClients, fromBackend] = bytes.get(b.name) ?? [0, 0]
+      m.metric('l4lb_bytes_total', 'counter', bytesHelp, { service: h.name, backend: b.name, direction: 'in' }, fromClients)
+      m.metric('l4lb_bytes_total', 'counter', bytesHelp, { service: h.name, backend: b.name, direction: 'out' }, fromBackend)
     }
+  }
+  for (const h of handles) {
+    for (const b of h.pool.backends) m.metric('l4lb_backend_weight', 'gauge', 'The weight picks use now (the config\'s, or one set through the admin API).', { service: h.name, backend: b.name }, b.weight)
   }
   for (const h of handles) {
     for (const b of h.pool.backends) m.metric('l4lb_backend_up', 'gauge', '1 when the backend takes new connections (healthy and enabled).', { service: h.name, backend: b.name }, b.usable ? 1 : 0)
@@ -63,14 +121,15 @@ export function renderMetrics(runtime: Runtime): string {
   for (const h of handles) {
     if (!h.prober) continue
     for (const b of h.pool.backends) {
-      const history = h.prober.history(b.id)
-      const last = history[history.length - 1]
-      if (last) m.metric('l4lb_check_duration_seconds', 'gauge', 'Duration of the last health check.', { service: h.name, backend: b.name }, last.durationMs / 1000)
+      m.histogram('l4lb_check_duration_seconds', 'Duration of health checks, passed or failed.', { service: h.name, backend: b.name }, CHECK_DURATION_LE, b.checkDurationCounts, b.checkDurationSumMs / 1000)
     }
   }
   for (const h of handles) {
     for (const b of h.pool.backends) {
-      for (const [reason, n] of b.connectErrors) m.metric('l4lb_connect_errors_total', 'counter', 'Failed connects to a backend on the data path, by reason.', { service: h.name, backend: b.name, reason }, n)
+      for (const reason of CONNECT_ERROR_REASONS) m.metric('l4lb_connect_errors_total', 'counter', 'Failed connects to a backend on the data path, by reason.', { service: h.name, backend: b.name, reason }, b.connectErrors.get(reason) ?? 0)
+      for (const [reason, n] of b.connectErrors) {
+        if (!(CONNECT_ERROR_REASONS as readonly string[]).includes(reason)) m.metric('l4lb_connect_errors_total', 'counter', 'Failed connects to a backend on the data path, by reason.', { service: h.name, backend: b.name, reason }, n)
+      }
     }
   }
   for (const h of handles) {
@@ -88,7 +147,8 @@ export function renderMetrics(runtime: Runtime): string {
   for (const h of handles) {
     const u = h.udp
     if (!u) continue
-    m.metric('l4lb_udp_sessions', 'gauge', 'UDP sessions open now.', { service: h.name }, u.activeSessions)
+    // Not `l4lb_udp_sessions`: under OpenMetrics that would be the family of the counter below.
+    m.metric('l4lb_udp_active_sessions', 'gauge', 'UDP sessions open now.', { service: h.name }, u.activeSessions)
     m.metric('l4lb_udp_sessions_total', 'counter', 'UDP sessions created.', { service: h.name }, u.stats.sessionsCreated)
     m.metric('l4lb_udp_dropped_total', 'counter', 'UDP datagrams of new flows dropped, by reason.', { service: h.name, reason: 'max-sessions' }, u.stats.droppedMaxSessions)
     m.metric('l4lb_udp_dropped_total', 'counter', 'UDP datagrams of new flows dropped, by reason.', { service: h.name, reason: 'no-backend' }, u.stats.noBackend)

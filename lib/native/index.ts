@@ -430,6 +430,15 @@ export class NativeTcpService {
     this.#engine.listening(-1)
   }
 
+  /**
+   * Bytes of connections still open, by backend name. The engine's threads keep those per
+   * connection and report them in the close record only, so on this plane a long connection's
+   * bytes show at its close (README "Data planes").
+   */
+  openBytes(): Map<string, [number, number]> {
+    return new Map()
+  }
+
   closeAll(reason: CloseReason): void {
     if (!this.#released) this.#addon.closeAll(this.#handle, REASONS.indexOf(reason))
   }

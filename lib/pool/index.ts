@@ -34,6 +34,12 @@ export interface StateChange {
   readonly usingBackups: boolean
 }
 
+/**
+ * Upper bounds (ms) of the health-check duration histogram's buckets (the last, +Inf, is
+ * implicit): a loopback check takes under a millisecond, a check timeout is seconds.
+ */
+export const CHECK_DURATION_BOUNDS_MS: readonly number[] = [1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000]
+
 /** How long the data path steers around a backend that just refused, while the prober confirms. */
 export const PASSIVE_AVOID_MS = 2_000
 
@@ -42,7 +48,10 @@ export class Backend {
   readonly name: string
   readonly host: string
   readonly port: number
+  /** The weight picks use now: the config's, or an operator's (Pool.setWeight) until the next update. */
   weight: number
+  /** The weight the config (or the SRV record) gave. */
+  configWeight: number
   backup: boolean
   checkPort: number | undefined
   /** Connections at once (connecting or open); 0 = no limit. More wait in its queue. */
@@ -68,6 +77,9 @@ export class Backend {
   readonly connectErrors = new Map<string, number>()
   bytesFromClients = 0
   bytesFromBackend = 0
+  /** Checks by duration bucket (CHECK_DURATION_BOUNDS_MS, then +Inf; not cumulative) and their sum. */
+  readonly checkDurationCounts = new Float64Array(CHECK_DURATION_BOUNDS_MS.length + 1)
+  checkDurationSumMs = 0
 
   constructor(id: number, config: BackendConfig, address: string, checked: boolean) {
     this.id = id
@@ -75,6 +87,7 @@ export class Backend {
     this.host = config.host
     this.port = config.port
     this.weight = config.weight
+    this.configWeight = config.weight
     this.backup = config.backup
     this.checkPort = config.checkPort
     this.maxConns = config.maxConns
@@ -228,6 +241,7 @@ export class Pool {
       if (old) {
         previous.delete(key)
         old.weight = config.weight
+        old.configWeight = config.weight
         old.backup = config.backup
         old.checkPort = config.checkPort
         old.maxConns = config.maxConns
@@ -361,6 +375,16 @@ export class Pool {
     for (const l of this.#passiveListeners) l(backend, error)
   }
 
+  /** A health check of the backend finished (passed or failed) after `durationMs`. */
+  observeCheck(backendId: number, durationMs: number): void {
+    const backend = this.#slots[backendId]
+    if (!backend) return
+    let i = 0
+    while (i < CHECK_DURATION_BOUNDS_MS.length && durationMs > CHECK_DURATION_BOUNDS_MS[i]!) i++
+    backend.checkDurationCounts[i]!++
+    backend.checkDurationSumMs += durationMs
+  }
+
   onPassiveFailure(listener: PassiveListener): void {
     this.#passiveListeners.push(listener)
   }
@@ -402,6 +426,17 @@ export class Pool {
       backend.healthUp = false
       backend.starting = true
     })
+  }
+
+  /**
+   * An operator's weight (admin API), kept until the next reload or DNS change sets the
+   * config's again (update). Like every change that alters picks, it rebuilds the picker.
+   */
+  setWeight(backendId: number, weight: number): void {
+    const backend = this.#slots[backendId]
+    if (!backend || backend.weight === weight) return
+    backend.weight = weight
+    if (backend.usable) this.#picker = this.#rebuild()
   }
 
   /** Applies an operator's drain / maint / enable. */

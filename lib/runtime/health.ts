@@ -7,7 +7,7 @@
  * prober the new targets, so counters, flap history and /status history survive; only a change
  * of the check settings themselves builds a new prober, seeded with the states backends had.
  */
-import { Prober, type CheckOptions, type CheckTarget, type HealthEvent } from '../health/index.js'
+import { Prober, startCheck, type CheckOptions, type CheckRunner, type CheckTarget, type HealthEvent } from '../health/index.js'
 import type { HealthConfig } from '../config/index.js'
 import type { Pool, StateChange } from '../pool/index.js'
 import { encodeV2 } from '../proxy-protocol/index.js'
@@ -109,7 +109,7 @@ export class ServiceHealth {
       // and timing options; 'tcp' only stands in for its type while those are resolved.
       const custom = this.#extensions?.check(health.type)
       const options = custom ? { ...checkOptions(health), type: 'tcp' as const } : checkOptions(health)
-      const prober = new Prober(options, checkTargets(this.#pool, health, old !== undefined), this.#onEvent, custom ? { runCheck: customCheckRunner(custom) } : {})
+      const prober = new Prober(options, checkTargets(this.#pool, health, old !== undefined), this.#onEvent, { runCheck: timedChecks(this.#pool, custom ? customCheckRunner(custom) : startCheck) })
       this.#prober = prober
       prober.start()
     }
@@ -136,5 +136,17 @@ export class ServiceHealth {
     if (event.to === 'starting') this.#pool.setStarting(event.backendId, event.reason)
     else this.#pool.setHealth(event.backendId, event.up, event.reason, event.lastError)
     if (event.from === 'starting' && this.#pending.delete(event.backendId) && this.#pending.size === 0) this.#firstRoundDone?.()
+  }
+}
+
+/** The real checks, each one's duration handed to the pool (the check-duration histogram). */
+function timedChecks(pool: Pool, run: CheckRunner): CheckRunner {
+  return (target, options, clock) => {
+    const running = run(target, options, clock)
+    // A check cut short by stop or maintenance says nothing about the backend.
+    void running.done.then((result) => {
+      if (result.error !== 'cancelled') pool.observeCheck(target.id, result.durationMs)
+    })
+    return running
   }
 }

@@ -138,6 +138,12 @@ export class TcpConnection implements Waiter {
     this.#finish('proxy-header')
   }
 
+  /** What the sockets have read so far, once spliced (counted in the pool at close). */
+  bytesMoved(): { backend: string; fromClient: number; fromBackend: number } | undefined {
+    if (this.#splice === undefined || this.backend === undefined || this.#upstream === undefined) return undefined
+    return { backend: this.backend.name, fromClient: this.#client.bytesRead, fromBackend: this.#upstream.bytesRead }
+  }
+
   /** Spliced to a backend: client bytes may have been forwarded, so it is never retried. */
   get established(): boolean {
     return this.#splice !== undefined

@@ -102,6 +102,26 @@ export class TcpService extends DataPath implements ConnectionOwner {
     return Promise.resolve()
   }
 
+  /**
+   * Bytes moved so far by connections still open, by backend name (`[fromClient, fromBackend]`).
+   * Counters reach the pool only at close; the admin endpoint adds these at scrape time, so a
+   * connection that lives for hours shows its traffic with no work per chunk.
+   */
+  openBytes(): Map<string, [number, number]> {
+    const out = new Map<string, [number, number]>()
+    for (const c of this.#connections.values()) {
+      const moved = c.bytesMoved()
+      if (moved === undefined) continue
+      const sum = out.get(moved.backend)
+      if (sum === undefined) out.set(moved.backend, [moved.fromClient, moved.fromBackend])
+      else {
+        sum[0] += moved.fromClient
+        sum[1] += moved.fromBackend
+      }
+    }
+    return out
+  }
+
   /** Ends every connection now, e.g. when the drain timeout runs out. */
   closeAll(reason: CloseReason): void {
     for (const c of this.#connections.values()) c.abort(reason)
