@@ -86,6 +86,9 @@ export async function startHaproxy(procs, dir, name, { httpPort, bulkPort, backe
   const cfg = [
     'global',
     `  maxconn ${maxconn}`,
+    // HAProxy reserves two fds per pipe (maxpipes defaults to maxconn/4) and will not start when
+    // 2 × maxconn + 2 × maxpipes passes the open-file limit (20,000 here) at 9,100 connections.
+    ...(splice ? [`  maxpipes ${Math.max(64, Math.min(Math.floor(maxconn / 4), Math.floor((19_900 - 2 * maxconn) / 2)))}`] : []),
     ...(threads ? [`  nbthread ${threads}`] : []),
     '',
     'defaults',
