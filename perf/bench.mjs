@@ -52,7 +52,9 @@ const USAGE = `Usage: perf/run [tcp|udp|idle|soak] [options]        (npm run ben
                        udp a node:dgram session proxy: Node's own floor), run only when named,
                        e.g. haproxy,node-floor,l4lb or udp --targets nginx,node-floor,l4lb;
                        haproxy-splice (HAProxy with option splice-auto) and l4lb-native
-                       (--data-plane native; skipped with a message where refused), when named
+                       (--data-plane native; skipped with a message where refused), when named;
+                       l4lb-bin (bin/l4lb run directly, no unit env) and l4lb-bare (node bin/l4lb
+                       without GLIBC_TUNABLES): does bulk speed depend on how l4lb is started?
   --threads N          HAProxy nbthread and l4lb-native --threads (default 1), e.g. --threads 2
                        --targets haproxy,haproxy-splice,l4lb-native
   --idle-conns N       idle: connections per target (default 9000; at most 9500)
@@ -377,6 +379,15 @@ async function startTcpTargets({ ids, opts, procs, dir, ports, cpus, l4lbBin, we
       const b = await startL4lb(procs, 'l4lb-bulk', l4lbBin, { listen: t.bulk, backends: [iperf] }, cpus.proxy);
       t.pids.push(a.pid, b.pid);
       t.names = ['http', 'bulk'];
+    } else if (id === 'l4lb-bin' || id === 'l4lb-bare') {
+      // How l4lb is started should not change its speed (issue 12 item 5): bin/l4lb as typed by
+      // hand (its sh line sets the tunables) and `node bin/l4lb` without any tunables.
+      const start = id === 'l4lb-bin' ? 'bin' : 'bare';
+      Object.assign(t, { label: start === 'bin' ? 'l4lb started as bin/l4lb' : 'l4lb, node bin/l4lb, no tunables', short: id, http: await ports.take(), bulk: await ports.take() });
+      const a = await startL4lb(procs, `${id}-http`, l4lbBin, { listen: t.http, backends: web, start }, cpus.proxy);
+      const b = await startL4lb(procs, `${id}-bulk`, l4lbBin, { listen: t.bulk, backends: [iperf], start }, cpus.proxy);
+      t.pids.push(a.pid, b.pid);
+      t.names = ['http', 'bulk'];
     } else if (id === 'l4lb-native') {
       Object.assign(t, { label: `l4lb native --threads ${threads}`, short: 'l4lb-native', http: await ports.take(), bulk: await ports.take() });
       const native = { dataPlane: 'native', threads };
@@ -409,7 +420,7 @@ async function startTcpTargets({ ids, opts, procs, dir, ports, cpus, l4lbBin, we
 
 const TCP_TARGETS = ['direct', 'haproxy', 'haproxy-mt', 'nginx', 'l4lb'];
 /** Run only when named in --targets. */
-const OPTIONAL_TCP_TARGETS = ['node-floor', 'haproxy-splice', 'l4lb-native'];
+const OPTIONAL_TCP_TARGETS = ['node-floor', 'haproxy-splice', 'l4lb-native', 'l4lb-bin', 'l4lb-bare'];
 
 async function runTcp({ opts, procs, dir, ports, cpus, l4lbBin }) {
   const ALL_WORKLOADS = ['keepalive', 'close', 'bulk-up', 'bulk-down'];
@@ -537,6 +548,8 @@ async function runTcp({ opts, procs, dir, ports, cpus, l4lbBin }) {
     'Backends: one nginx (worker_processes 1, static 29-byte file, keep-alive) on two ports, round-robin; one iperf3 server for bulk (each proxy has a one-backend listener for it).',
     `HAProxy: mode tcp, maxconn 4000; the headline column runs nbthread ${opts.threads}${opts.threads === 1 ? ' because l4lb is one Node thread' : ' (--threads)'}; "default threads" is informational.`,
     ids.includes('haproxy-splice') ? `HAProxy splice-auto: the same with \`option splice-auto\` (splice(2) once a flow looks bulk: HAProxy at its best for bulk), nbthread ${opts.threads}.` : undefined,
+    ids.includes('l4lb-bin') ? 'l4lb started as bin/l4lb: the executable itself, as a user types it (its `#!/bin/sh` line execs node with the malloc tunables; same PID), without the unit\'s environment.' : undefined,
+    ids.includes('l4lb-bare') ? 'l4lb, node bin/l4lb, no tunables: GLIBC_TUNABLES removed from the environment (a hand start before bin/l4lb set them; still what `node bin/l4lb` gets on a Node without process.execve, e.g. Node 20).' : undefined,
     ids.includes('l4lb-native') ? `l4lb native: \`--data-plane native --threads ${opts.threads}\` (issue 14), one process per listener like l4lb.` : undefined,
     workloads.includes('close') ? 'CPU per connection: utime and stime deltas of the proxy (/proc/PID/stat, 10 ms ticks) over the Connection: close run divided by the requests wrk completed (one connection each).' : undefined,
     'nginx stream: worker_processes 1, proxy_pass to the same upstreams.',

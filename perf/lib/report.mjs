@@ -33,7 +33,7 @@ const fmt = {
  * unchanged.
  */
 export const RATIO_COLUMNS = {
-  tcp: ['haproxy', 'haproxy-splice', 'nginx', 'direct', 'node-floor', ['node-floor', 'haproxy'], ['l4lb-native', 'haproxy'], ['l4lb-native', 'haproxy-splice'], ['l4lb-native', 'l4lb']],
+  tcp: ['haproxy', 'haproxy-splice', 'nginx', 'direct', 'node-floor', ['node-floor', 'haproxy'], ['l4lb-native', 'haproxy'], ['l4lb-native', 'haproxy-splice'], ['l4lb-native', 'l4lb'], ['l4lb-bin', 'haproxy'], ['l4lb-bare', 'haproxy']],
   udp: ['nginx', 'direct', 'node-floor', ['node-floor', 'nginx']],
 };
 

@@ -193,8 +193,17 @@ export function parseUnitEnvironment(text) {
   return env;
 }
 
+/**
+ * start: 'unit' (default) runs `node bin/l4lb` with conf/l4lb.service's environment; 'bin' runs
+ * bin/l4lb itself as a user types it (its `#!/bin/sh` line sets the malloc tunables), without
+ * the unit's environment; 'bare' runs `node bin/l4lb` with no GLIBC_TUNABLES at all (a hand
+ * start before bin/l4lb set them, and still on a Node without process.execve).
+ */
 export async function startL4lb(procs, name, bin, opts, cpus) {
-  const s = procs.start(name, process.execPath, l4lbArgs(bin, opts), { cpus, env: opts.env ?? unitEnvironment(bin) });
+  const start = opts.start ?? 'unit';
+  const [cmd, args] = start === 'bin' ? [bin, l4lbArgs(bin, opts).slice(1)] : [process.execPath, l4lbArgs(bin, opts)];
+  const env = start === 'unit' ? unitEnvironment(bin) : { GLIBC_TUNABLES: undefined };
+  const s = procs.start(name, cmd, args, { cpus, env });
   await waitListening(s, [opts.listen], { proto: opts.protocol === 'udp' ? 'udp' : 'tcp', timeoutMs: 15_000 });
   return s;
 }
