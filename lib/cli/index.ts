@@ -5,7 +5,8 @@
  */
 import { createRequire } from 'node:module'
 import { Command, CommanderError, Option } from 'commander'
-import { applyFlagOverrides, configFromFlags, ConfigErrors, type Config, type FlagValues } from '../config/index.js'
+import { applyFlagOverrides, configFromFlags, ConfigErrors, deprecatedFlagWarnings, SERVICE, TOP, type Config, type FlagValues } from '../config/index.js'
+import type { AnySetting } from '../config/table.js'
 import { ConfigFileError, loadConfigFile } from '../config/file.js'
 import { AdminServer } from '../admin/index.js'
 import { adminCommand, statusCommand } from './admin-client.js'
@@ -47,56 +48,35 @@ Examples:
   l4lb -l 127.0.0.1:8080 -b app1:80,weight=3 -b app2:80 --balance least-conn
 `
 
+/**
+ * The run options come from the settings table (lib/config/settings.ts): a row's flag, argument,
+ * help and default. Deprecated spellings still parse (hidden from --help) and warn at start.
+ */
+function settingOptions(rows: readonly AnySetting[]): Option[] {
+  const out: Option[] = []
+  for (const r of rows) {
+    const inner = (r.kind as { rows?: readonly AnySetting[] }).rows
+    if (inner) {
+      out.push(...settingOptions(inner))
+      continue
+    }
+    if (!r.flag) continue
+    const shown = r.default === undefined || r.default === false || (Array.isArray(r.default) && r.default.length === 0) ? '' : r.kind.show(r.default)
+    const help = shown === '' || /\(default/.test(r.help) ? r.help : `${r.help} (default ${shown})`
+    const names = (flag: string): string => `${r.short && flag === r.flag ? `${r.short}, ` : ''}${flag}${r.arg ? ` ${r.arg}` : ''}`
+    for (const flag of [r.flag, ...r.deprecatedFlags]) {
+      const option = new Option(names(flag), flag === r.flag ? help : `deprecated: use ${r.flag}`)
+      if (r.repeatable) option.argParser(collect)
+      if (flag !== r.flag) option.hideHelp()
+      out.push(option)
+    }
+  }
+  return out
+}
+
 function addRunOptions(cmd: Command): Command {
-  return cmd
-    .option('-l, --listen <[host]:port>', 'address to listen on, repeatable (":5432" = every address)', collect)
-    .option('-b, --backend <host:port[,weight=N][,backup][,check-port=N]>', 'backend server, repeatable', collect)
-    .option('--protocol <tcp|udp|tcp,udp>', 'protocol to balance (default tcp)')
-    .addOption(new Option('-a, --balance <algorithm>', 'balancing algorithm (default consistent = Maglev)').choices(algorithmNames))
-    .option('--hash-key <src-ip|src-ip-port>', 'what hashing algorithms hash (default src-ip)')
-    .option('--proxy-protocol <none|v1|v2>', 'send a PROXY protocol header to backends')
-    .option('--accept-proxy <cidr,...>', 'accept PROXY headers from these source CIDRs, repeatable', collect)
-    .option('--accept-proxy-strict', 'refuse connections from sources outside --accept-proxy (default: serve them as plain TCP)')
-    .option('--accept-proxy-timeout <duration>', 'deadline for a complete accepted PROXY header (default 5s)')
-    .option('--accept-proxy-max-length <bytes>', 'largest accepted PROXY v2 length field (default 4096)')
-    .option('--proxy-v2-crc32c', 'add a CRC32C TLV to sent PROXY v2 headers')
-    .option('--proxy-udp-first-only', 'udp: send the PROXY v2 header on a session\'s first datagram only (default: every datagram)')
-    .option('--proxy-forward-tlvs', 'forward TLVs of an accepted PROXY v2 header in the sent one')
-    .option('--check <tcp|send-expect|http|udp|none>', 'health check type (default tcp; udp sends --check-send, expects --check-expect)')
-    .option('--check-interval <duration>', 'time between checks (default 2s)')
-    .option('--check-timeout <duration>', 'check timeout (default 1s)')
-    .option('--rise <n>', 'consecutive passing checks to mark a backend up (default 2)')
-    .option('--fall <n>', 'consecutive failing checks to mark a backend down (default 3)')
-    .option('--check-port <port>', 'probe this port instead of the service port')
-    .option('--check-send <bytes>', 'send-expect: bytes to send (text with \\r\\n escapes, or 0xHEX)')
-    .option('--check-expect <bytes>', 'send-expect: expected reply prefix, repeatable for alternatives', collect)
-    .option('--check-http-path <path>', 'http check: path to GET (default /)')
-    .option('--check-http-status <status>', 'http check: expected status, e.g. 200 or 2xx (default 2xx)')
-    .option('--check-send-proxy', 'send a PROXY v2 LOCAL header on check connections')
-    .option('--fast-interval <duration>', 'check interval while a state is changing')
-    .option('--down-interval <duration>', 'check interval while a backend is down')
-    .option('--flap-damping <n/window/hold>', 'a backend that changed state more than n times in window must pass for hold before it is up again, e.g. 4/60s/30s')
-    .option('--on-down <keep|shutdown>', 'what happens to connections of a backend marked down (default keep)')
-    .option('--connect-timeout <duration>', 'backend connect timeout (default 5s)')
-    .option('--idle-timeout <duration>', 'close connections idle this long, 0 = never (default 1h)')
-    .option('--retries <n>', 'other backends to try when a connect fails (default 2)')
-    .option('--max-conns <n>', 'concurrent connections per service, 0 = unlimited (default 0)')
-    .option('--drain-timeout <duration>', 'on SIGTERM, wait this long for connections (default 30s)')
-    .option('--backlog <n>', 'listen backlog (default 4096)')
-    .option('--reuse-port', 'set SO_REUSEPORT on listeners (Node >= 22.12)')
-    .option('--udp-idle-timeout <duration>', 'udp: end a session idle this long (default 30s)')
-    .option('--udp-responses <n>', 'udp: replies per client datagram before the session ends, 0 = unlimited (1 for DNS; default 0)')
-    .option('--udp-max-sessions <n>', 'udp: sessions per service; new flows beyond it are dropped (default 100000)')
-    .option('--udp-buffer <size>', 'udp: receive/send buffer of listening sockets, e.g. 4MiB (default 4MiB)')
-    .option('--udp-keep-sessions', 'udp: keep sessions on a backend marked down until idle (default: move them)')
-    .option('--name <name>', 'service name in logs and metrics (default "default")')
-    .option('--resolve-interval <duration>', 're-resolve backend hostnames and srv: names this often, 0 = never (default 30s)')
-    .option('--resolver <ip[:port]>', 'DNS server for backend names, repeatable (default: the system resolver)', collect)
-    .option('-c, --config <file>', 'YAML config file (flags override it; see conf/)')
-    .option('--admin <host:port|path>', 'admin HTTP endpoint (status, metrics, drain); off by default')
-    .option('--admin-token-file <file>', 'require this bearer token on the admin endpoint')
-    .option('--log-level <level>', 'trace|debug|info|warn|error|silent (default info)')
-    .option('--log-format <json|pretty>', 'log format (default json)')
+  for (const option of [...settingOptions(SERVICE), ...settingOptions(TOP)]) cmd.addOption(option)
+  return cmd.option('-c, --config <file>', 'YAML config file (flags override it; see conf/)')
 }
 
 export function buildProgram(): Command {
@@ -127,6 +107,7 @@ export function buildProgram(): Command {
     .requiredOption('-c, --config <file>', 'YAML config file')
     .action((opts: { config: string }) => {
       const config = loadConfigFile(opts.config)
+      for (const warning of config.warnings ?? []) process.stderr.write(`${opts.config}: warning: ${warning}\n`)
       process.stdout.write(`${opts.config}: ok (${config.services.length} service${config.services.length === 1 ? '' : 's'}: ${config.services.map((s) => s.name).join(', ')})\n`)
     })
 
@@ -169,13 +150,14 @@ function loadConfig(opts: FlagValues): Config {
       if (problem) throw new ExitError(EXIT_USAGE, problem)
     })
   }
-  if (!opts.listen || opts.listen.length === 0) throw new ExitError(EXIT_USAGE, '--listen: at least one listen address is required (e.g. -l :5432)')
+  if (!Array.isArray(opts.listen) || opts.listen.length === 0) throw new ExitError(EXIT_USAGE, '--listen: at least one listen address is required (e.g. -l :5432)')
   return configFromFlags(opts)
 }
 
 async function runCommand(opts: FlagValues): Promise<void> {
   const config = loadConfig(opts)
   const { logger, flush } = createLogger(config.log)
+  for (const warning of new Set([...(config.warnings ?? []), ...deprecatedFlagWarnings(opts)])) logger.warn({ deprecated: true }, warning)
   const runtime = await Runtime.start(config, logger)
   let admin: AdminServer | undefined
   if (config.admin) {
@@ -190,19 +172,27 @@ async function runCommand(opts: FlagValues): Promise<void> {
   }
   const drainTimeoutMs = Math.max(...config.services.map((s) => s.drainTimeoutMs))
   installSignals(runtime, flush, drainTimeoutMs, () => admin?.close())
-  if (opts.config) installReload(runtime, opts)
+  installReload(runtime, opts)
   await sdNotify('READY=1', `serving ${config.services.length} service(s)`)
 }
 
 /**
  * SIGHUP: re-read and validate the file; an invalid file is logged and the running config is
- * kept unchanged. A valid one is applied in place (no fork, no second generation).
+ * kept unchanged. A valid one is applied in place (no fork, no second generation). Started from
+ * flags there is no file to re-read: SIGHUP re-resolves backend names instead (Node's default
+ * for SIGHUP is to exit, which killed such a process: issue 12).
  */
 function installReload(runtime: Runtime, opts: FlagValues): void {
   let reloading = Promise.resolve()
   process.on('SIGHUP', () => {
     reloading = reloading.then(async () => {
       await sdNotify('RELOADING=1')
+      if (!opts.config) {
+        const changed = await runtime.refreshAll()
+        runtime.logger.info({ signal: 'SIGHUP', changed }, 'SIGHUP: started from flags, no config file to re-read; backend names re-resolved')
+        await sdNotify('READY=1', `serving ${runtime.services.size} service(s)`)
+        return
+      }
       let next: Config
       try {
         next = loadConfig(opts)
@@ -252,6 +242,13 @@ export function installSignals(runtime: Runtime, flush: (timeoutMs?: number) => 
   }
   process.on('SIGTERM', onSignal)
   process.on('SIGINT', onSignal)
+  // On purpose: Node's default for SIGUSR1 opens the inspector (a debugger port on a production
+  // balancer) and for SIGUSR2 exits. USR1 logs a one-line summary; USR2 is ignored and says so.
+  process.on('SIGUSR1', () => {
+    const services = [...runtime.services.values()].map((s) => ({ service: s.name, active: s.activeConnections, usable: s.pool.usableCount, backends: s.pool.backends.length }))
+    runtime.logger.info({ signal: 'SIGUSR1', active: runtime.activeConnections, services }, 'status')
+  })
+  process.on('SIGUSR2', () => runtime.logger.info({ signal: 'SIGUSR2' }, 'SIGUSR2 ignored (SIGHUP reloads, SIGTERM stops)'))
 }
 
 export async function main(argv: readonly string[]): Promise<void> {

@@ -9,8 +9,6 @@ import { ConfigErrors, validateConfig, yamlKeyName, type RawConfig } from './ind
 import type { Path } from './service.js'
 import type { Config } from './types.js'
 
-export const TOP_KEYS = ['services', 'admin', 'log', 'resolvers'] as const
-
 export interface FileProblem {
   readonly line: number
   readonly message: string
@@ -79,16 +77,9 @@ function lineOfPath(doc: Document, lines: LineCounter, path: Path): number {
 export function loadConfigFile(file: string, overrides?: (raw: RawConfig) => void): Config {
   const loaded = readConfigFile(file)
   const problems: FileProblem[] = []
-  for (const key of Object.keys(loaded.raw)) {
-    if (!(TOP_KEYS as readonly string[]).includes(key)) {
-      problems.push({ line: loaded.lineOf([key]), message: `${key}: unknown key (known: ${TOP_KEYS.join(', ')})` })
-    }
-  }
   overrides?.(loaded.raw)
   try {
-    const config = validateConfig(loaded.raw, yamlKeyName, 'service')
-    if (problems.length > 0) throw new ConfigFileError(file, problems)
-    return config
+    return validateConfig(loaded.raw, yamlKeyName, 'service')
   } catch (err) {
     if (!(err instanceof ConfigErrors)) throw err
     for (const e of err.errors) problems.push({ line: loaded.lineOf(e.path), message: fileMessage(e) })

@@ -13,6 +13,12 @@ export interface CheckTarget {
   readonly host: string
   readonly port: number
   readonly family?: 4 | 6
+  /**
+   * Where this target's counter starts when the prober first sees it, instead of the options'
+   * initial state: a backend that was already serving when a reload changed its check settings
+   * starts 'up', so it is not taken out of rotation by the reconfiguration itself.
+   */
+  readonly initial?: 'up' | 'down'
 }
 
 export interface CheckResult {

@@ -12,13 +12,7 @@ export {
   resolveCheckOptions,
   CHECK_TYPES,
   parseExpectStatus,
-  DEFAULT_INTERVAL_MS,
-  DEFAULT_TIMEOUT_MS,
-  DEFAULT_RISE,
-  DEFAULT_FALL,
   DEFAULT_JITTER_RATIO,
-  DEFAULT_HTTP_PATH,
-  DEFAULT_HTTP_EXPECT_STATUS,
   MAX_REPLY_BYTES,
 } from './options.js'
 export type { CheckOptions, CheckType, ExpectMatch, FlapDamping, InitialState, ResolvedCheckOptions } from './options.js'

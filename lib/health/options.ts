@@ -1,4 +1,3 @@
-import { DEFAULTS } from '../config/defaults.js'
 import { ConfigError } from '../errors.js'
 import type { CounterStart } from './rise-fall.js'
 
@@ -89,28 +88,36 @@ export interface ResolvedCheckOptions {
   readonly recentFailureWindowMs: number
 }
 
-// One source of truth for defaults is lib/config (DESIGN); these names keep the prober usable
-// on its own (tests, `checkOnce`) without restating the numbers.
-export const DEFAULT_INTERVAL_MS = DEFAULTS.health.intervalMs
-export const DEFAULT_TIMEOUT_MS = DEFAULTS.health.timeoutMs
-export const DEFAULT_RISE = DEFAULTS.health.rise
-export const DEFAULT_FALL = DEFAULTS.health.fall
-export const DEFAULT_JITTER_RATIO = DEFAULTS.health.jitterRatio
-export const DEFAULT_HTTP_PATH = DEFAULTS.health.httpPath
-export const DEFAULT_HTTP_EXPECT_STATUS = DEFAULTS.health.httpStatus
+/**
+ * The prober's defaults, so it works on its own (tests, `checkOnce`). The settings table
+ * (lib/config/settings.ts) uses these as its health rows' defaults: config imports health,
+ * never the other way round, so there is no import cycle to trip over at start-up.
+ */
+export const CHECK_DEFAULTS = {
+  intervalMs: 2_000,
+  timeoutMs: 1_000,
+  rise: 2,
+  fall: 3,
+  httpPath: '/',
+  httpStatus: '2xx',
+} as const
+
+/** Each check delay is spread by ±10% so many backends are not checked in lockstep. */
+export const DEFAULT_JITTER_RATIO = 0.1
 
 export const CHECK_TYPES: readonly CheckType[] = ['tcp', 'send-expect', 'http', 'udp', 'none']
 const INITIAL_STATES: readonly InitialState[] = ['first-check', 'fully-up', 'up', 'down', 'fully-down']
 
 /** Validates and fills defaults; every error names the option and the value. */
 export function resolveCheckOptions(options: CheckOptions): ResolvedCheckOptions {
+  const d = CHECK_DEFAULTS
   if (!CHECK_TYPES.includes(options.type)) {
     throw new ConfigError('check.type', options.type, `must be one of ${CHECK_TYPES.join(', ')}`)
   }
-  const intervalMs = positiveMs('intervalMs', options.intervalMs ?? DEFAULT_INTERVAL_MS)
-  const timeoutMs = positiveMs('timeoutMs', options.timeoutMs ?? DEFAULT_TIMEOUT_MS)
-  const rise = count('rise', options.rise ?? DEFAULT_RISE)
-  const fall = count('fall', options.fall ?? DEFAULT_FALL)
+  const intervalMs = positiveMs('intervalMs', options.intervalMs ?? d.intervalMs)
+  const timeoutMs = positiveMs('timeoutMs', options.timeoutMs ?? d.timeoutMs)
+  const rise = count('rise', options.rise ?? d.rise)
+  const fall = count('fall', options.fall ?? d.fall)
   const fastIntervalMs = positiveMs('fastIntervalMs', options.fastIntervalMs ?? intervalMs)
   const downIntervalMs = positiveMs('downIntervalMs', options.downIntervalMs ?? intervalMs)
   const recentFailureWindowMs = nonNegativeMs('recentFailureWindowMs', options.recentFailureWindowMs ?? intervalMs)
@@ -161,12 +168,12 @@ export function resolveCheckOptions(options: CheckOptions): ResolvedCheckOptions
   // udp: there is no connect to pass on; a datagram must go out and one must come back.
   if (options.type === 'udp' && send.length === 0) throw new ConfigError('check.send', options.send, 'a udp check needs bytes to send')
 
-  const httpPath = options.httpPath ?? DEFAULT_HTTP_PATH
+  const httpPath = options.httpPath ?? d.httpPath
   // The path goes verbatim into the request line: refuse anything that could split it.
   if (!/^\/[\x21-\x7e]*$/.test(httpPath)) {
     throw new ConfigError('check.httpPath', httpPath, "must start with '/' and hold only visible ASCII")
   }
-  const httpStatusOk = parseExpectStatus(options.httpExpectStatus ?? DEFAULT_HTTP_EXPECT_STATUS)
+  const httpStatusOk = parseExpectStatus(options.httpExpectStatus ?? d.httpStatus)
 
   return {
     type: options.type,

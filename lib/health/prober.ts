@@ -277,6 +277,10 @@ export class Prober {
       holdTransitions: 0,
     }
     this.#reset(t)
+    if (target.initial !== undefined) {
+      t.health = initialHealth(target.initial, this.#options)
+      t.state = target.initial
+    }
     return t
   }
 

@@ -3,15 +3,24 @@
  * admin changes reach the balancer (HAProxy's srv_lb_propagate): every change that alters the
  * usable set rebuilds the picker and swaps one reference, and `usableCount` is computed then —
  * nobody asks "is anything up?" by calling a stateful pick (nodejs/undici#4839).
+ *
+ * A pool lives as long as its service: reloads and DNS changes update it in place
+ * (`update`), so health, admin state, counters and the `active` counts least-conn reads
+ * survive (issue 12). A backend's `id` is a slot that is never reused within the pool, so a
+ * connection or session that outlives its backend's removal still closes on the right counter.
  */
 import { resolveAlgorithm, type Algorithm, type BalanceEntry, type Picker } from '../balance/index.js'
 import type { BackendConfig } from '../config/index.js'
+import { ConfigError } from '../errors.js'
 
 /** Operator-set state; `enabled` defers to health. */
 export type AdminState = 'enabled' | 'drain' | 'maint'
-/** What operators see: health (`up`/`down`) unless an admin state overrides it. */
-export type BackendState = 'up' | 'down' | 'drain' | 'maint'
-export const BACKEND_STATES: readonly BackendState[] = ['up', 'down', 'drain', 'maint']
+/**
+ * What operators see: health unless an admin state overrides it. `starting` is a checked
+ * backend whose first check has not decided yet: neither up nor down, and it takes no traffic.
+ */
+export type BackendState = 'up' | 'down' | 'starting' | 'drain' | 'maint'
+export const BACKEND_STATES: readonly BackendState[] = ['up', 'down', 'starting', 'drain', 'maint']
 
 export interface StateChange {
   readonly pool: string
@@ -20,6 +29,9 @@ export interface StateChange {
   readonly to: BackendState
   readonly reason: string
   readonly lastError: string | undefined
+  /** The pool's usable set right after this change (not after a later one). */
+  readonly usableCount: number
+  readonly usingBackups: boolean
 }
 
 /** How long the data path steers around a backend that just refused, while the prober confirms. */
@@ -30,13 +42,17 @@ export class Backend {
   readonly name: string
   readonly host: string
   readonly port: number
-  readonly weight: number
-  readonly backup: boolean
-  readonly checkPort: number | undefined
+  weight: number
+  backup: boolean
+  checkPort: number | undefined
   /** The IP actually dialed: `host` resolved at load (never per connection). */
-  address: string
+  readonly address: string
   healthUp: boolean
+  /** Checked and not yet decided by a first check (see BackendState). */
+  starting: boolean
   admin: AdminState = 'enabled'
+  /** False once a reload or DNS change took it out of the pool; connections on it finish. */
+  current = true
   lastChangeAt = Date.now()
   lastReason = 'start'
   lastError: string | undefined
@@ -49,7 +65,7 @@ export class Backend {
   bytesFromClients = 0
   bytesFromBackend = 0
 
-  constructor(id: number, config: BackendConfig, address: string, healthUp: boolean) {
+  constructor(id: number, config: BackendConfig, address: string, checked: boolean) {
     this.id = id
     this.name = config.name
     this.host = config.host
@@ -58,17 +74,19 @@ export class Backend {
     this.backup = config.backup
     this.checkPort = config.checkPort
     this.address = address
-    this.healthUp = healthUp
+    this.healthUp = !checked
+    this.starting = checked
   }
 
   get state(): BackendState {
     if (this.admin === 'maint') return 'maint'
     if (this.admin === 'drain') return 'drain'
-    return this.healthUp ? 'up' : 'down'
+    if (this.healthUp) return 'up'
+    return this.starting ? 'starting' : 'down'
   }
 
   get usable(): boolean {
-    return this.admin === 'enabled' && this.healthUp
+    return this.admin === 'enabled' && this.healthUp && this.current
   }
 }
 
@@ -78,8 +96,15 @@ export interface PoolOptions {
   readonly backends: readonly BackendConfig[]
   /** Resolved IP for each backend, same order as `backends`. */
   readonly addresses: readonly string[]
-  /** Health at start: true when there is no prober (check type none). */
-  readonly initiallyUp: boolean
+  /** True when a prober decides health: backends start `starting`. Without one they start up. */
+  readonly checked: boolean
+}
+
+/** What an update did, by backend name (a changed address counts as removed and added). */
+export interface PoolUpdate {
+  readonly added: readonly string[]
+  readonly removed: readonly string[]
+  readonly kept: readonly string[]
 }
 
 type Listener = (change: StateChange) => void
@@ -87,24 +112,29 @@ type PassiveListener = (backend: Backend, error: string) => void
 
 export class Pool {
   readonly name: string
-  readonly backends: readonly Backend[]
+  /** The current backends, in config order. */
+  backends: readonly Backend[] = []
   /** Live active-connection counts by backend id; the data path increments, pickers read. */
-  readonly active: Int32Array
-  readonly #algorithm: Algorithm
+  active = new Int32Array(0)
+  /** Every backend this pool ever had, by id (slots are never reused). */
+  readonly #slots: Backend[] = []
+  #algorithm: Algorithm
+  #checked: boolean
   #picker: Picker
   #pickable: Backend[] = []
+  /** Usable backups while primaries serve: the redispatch target once a connection has tried every primary. */
+  #backupPicker: Picker | null = null
+  #backups: Backend[] = []
   #usableCount = 0
   #usingBackups = false
   readonly #listeners: Listener[] = []
   readonly #passiveListeners: PassiveListener[] = []
 
   constructor(options: PoolOptions) {
-    const algorithm = resolveAlgorithm(options.balance)
-    if (!algorithm) throw new Error(`unknown balance algorithm ${options.balance}`)
-    this.#algorithm = algorithm
     this.name = options.name
-    this.backends = options.backends.map((b, i) => new Backend(i, b, options.addresses[i] ?? b.host, options.initiallyUp))
-    this.active = new Int32Array(this.backends.length)
+    this.#algorithm = algorithmOf(options.balance)
+    this.#checked = options.checked
+    this.#replaceBackends(options.backends, options.addresses)
     this.#picker = this.#rebuild()
   }
 
@@ -121,30 +151,76 @@ export class Pool {
     return this.backends.find((b) => b.name === name)
   }
 
+  /** Any backend by id, current or removed (health events and closes of old connections). */
+  byId(id: number): Backend | undefined {
+    return this.#slots[id]
+  }
+
+  /**
+   * Reload / DNS change, in place. A backend is the same one when its name, address and port
+   * are: it keeps its id, health, admin state and counters, and takes the new weight, backup
+   * flag and check port. Any other is new (starting when checked) and a missing one leaves the
+   * pool; its connections finish on it. `checked` is whether a prober decides health now.
+   */
+  update(options: Omit<PoolOptions, 'name'>): PoolUpdate {
+    this.#algorithm = algorithmOf(options.balance)
+    const wasChecked = this.#checked
+    this.#checked = options.checked
+    const result = this.#replaceBackends(options.backends, options.addresses)
+    // Checks switched off: nothing will ever decide health again, so everything serves.
+    if (wasChecked && !options.checked) {
+      for (const b of this.backends) {
+        b.healthUp = true
+        b.starting = false
+      }
+    }
+    this.#picker = this.#rebuild()
+    return result
+  }
+
+  #replaceBackends(configs: readonly BackendConfig[], addresses: readonly string[]): PoolUpdate {
+    const previous = new Map(this.backends.map((b) => [identity(b.name, b.address, b.port), b]))
+    const added: string[] = []
+    const kept: string[] = []
+    const next: Backend[] = []
+    configs.forEach((config, i) => {
+      const address = addresses[i] ?? config.host
+      const key = identity(config.name, address, config.port)
+      const old = previous.get(key)
+      if (old) {
+        previous.delete(key)
+        old.weight = config.weight
+        old.backup = config.backup
+        old.checkPort = config.checkPort
+        kept.push(old.name)
+        next.push(old)
+        return
+      }
+      const backend = new Backend(this.#slots.length, config, address, this.#checked)
+      this.#slots.push(backend)
+      added.push(backend.name)
+      next.push(backend)
+    })
+    for (const gone of previous.values()) gone.current = false
+    if (this.active.length < this.#slots.length) {
+      const grown = new Int32Array(this.#slots.length)
+      grown.set(this.active)
+      this.active = grown
+    }
+    this.backends = next
+    return { added, removed: [...previous.values()].map((b) => b.name), kept }
+  }
+
   /**
    * Picks a backend for a connection whose key hashes to `hash`. `tried` holds ids of backends
-   * that already failed for this connection. Returns undefined when nothing is usable.
+   * that already failed for this connection; once every usable primary is in it, a usable
+   * backup is picked (HAProxy's redispatch reaching the backup servers). Returns undefined
+   * when nothing is left.
    */
   pick(hash: number, tried?: ReadonlySet<number> | null): Backend | undefined {
-    const pickable = this.#pickable
-    let exclude: Set<number> | null = null
-    if (tried && tried.size > 0) {
-      exclude = new Set()
-      for (let i = 0; i < pickable.length; i++) if (tried.has(pickable[i]!.id)) exclude.add(i)
-    }
-    let index = this.#picker.pick(hash, exclude)
-    if (index < 0) return undefined
-    // Steer around a backend that refused a moment ago, but never refuse a client for it:
-    // if it is the only choice left, it is still tried.
-    const avoidUntil = pickable[index]!.avoidUntil
-    if (avoidUntil !== 0 && avoidUntil > Date.now()) {
-      exclude ??= new Set()
-      const now = Date.now()
-      for (let i = 0; i < pickable.length; i++) if (pickable[i]!.avoidUntil > now) exclude.add(i)
-      const other = this.#picker.pick(hash, exclude)
-      if (other >= 0) index = other
-    }
-    return pickable[index]
+    const found = pickFrom(this.#picker, this.#pickable, hash, tried)
+    if (found !== undefined || !tried || this.#backupPicker === null) return found
+    return pickFrom(this.#backupPicker, this.#backups, hash, tried)
   }
 
   connectionOpened(backend: Backend): void {
@@ -180,67 +256,94 @@ export class Pool {
 
   /** Applies a health event from the prober. */
   setHealth(backendId: number, up: boolean, reason: string, lastError?: string): void {
-    const backend = this.backends[backendId]
-    if (!backend || backend.healthUp === up) return
+    const backend = this.#slots[backendId]
+    if (!backend || (backend.healthUp === up && !backend.starting)) return
     this.#change(backend, reason, lastError, () => {
       backend.healthUp = up
+      backend.starting = false
+    })
+  }
+
+  /** A checked backend goes back to `starting` (leaving maint: the prober re-checks from scratch). */
+  setStarting(backendId: number, reason: string): void {
+    const backend = this.#slots[backendId]
+    if (!backend || backend.starting) return
+    this.#change(backend, reason, undefined, () => {
+      backend.healthUp = false
+      backend.starting = true
     })
   }
 
   /** Applies an operator's drain / maint / enable. */
   setAdmin(backendId: number, admin: AdminState, reason = `admin ${admin}`): void {
-    const backend = this.backends[backendId]
+    const backend = this.#slots[backendId]
     if (!backend || backend.admin === admin) return
     this.#change(backend, reason, undefined, () => {
       backend.admin = admin
     })
   }
 
-  /**
-   * Reload: carries health, admin state and counters over from the previous pool's backends of
-   * the same name, so a reload neither resets metrics nor re-checks a backend from scratch.
-   */
-  inherit(previous: Pool): void {
-    for (const b of this.backends) {
-      const old = previous.byName(b.name)
-      if (!old) continue
-      b.healthUp = old.healthUp
-      b.admin = old.admin
-      b.lastChangeAt = old.lastChangeAt
-      b.lastReason = old.lastReason
-      b.lastError = old.lastError
-      b.connectionsTotal = old.connectionsTotal
-      b.connectErrorsTotal = old.connectErrorsTotal
-      b.bytesFromClients = old.bytesFromClients
-      b.bytesFromBackend = old.bytesFromBackend
-      for (const [k, v] of old.connectErrors) b.connectErrors.set(k, v)
-    }
-    this.#picker = this.#rebuild()
-  }
-
   #change(backend: Backend, reason: string, lastError: string | undefined, mutate: () => void): void {
     const from = backend.state
+    const wasUsable = backend.usable
     mutate()
     const to = backend.state
     backend.lastChangeAt = Date.now()
     backend.lastReason = reason
     backend.lastError = lastError
-    this.#picker = this.#rebuild()
-    if (from === to) return
-    const change: StateChange = { pool: this.name, backend, from, to, reason, lastError }
+    if (wasUsable !== backend.usable) this.#picker = this.#rebuild()
+    if (from === to || !backend.current) return
+    const change: StateChange = {
+      pool: this.name, backend, from, to, reason, lastError, usableCount: this.#usableCount, usingBackups: this.#usingBackups,
+    }
     for (const l of this.#listeners) l(change)
   }
 
   #rebuild(): Picker {
-    let pickable = this.backends.filter((b) => b.usable && !b.backup)
-    this.#usingBackups = false
-    if (pickable.length === 0) {
-      pickable = this.backends.filter((b) => b.usable && b.backup)
-      this.#usingBackups = pickable.length > 0
-    }
+    const primaries = this.backends.filter((b) => b.usable && !b.backup)
+    const backups = this.backends.filter((b) => b.usable && b.backup)
+    this.#usingBackups = primaries.length === 0 && backups.length > 0
+    const pickable = primaries.length > 0 ? primaries : backups
     this.#pickable = pickable
     this.#usableCount = pickable.length
-    const entries: BalanceEntry[] = pickable.map((b) => ({ name: b.name, weight: b.weight, slot: b.id }))
-    return this.#algorithm.createPicker(entries, this.active)
+    this.#backups = primaries.length > 0 ? backups : []
+    this.#backupPicker = this.#backups.length > 0 ? this.#algorithm.createPicker(entriesOf(this.#backups), this.active) : null
+    return this.#algorithm.createPicker(entriesOf(pickable), this.active)
   }
+}
+
+function algorithmOf(balance: string): Algorithm {
+  const algorithm = resolveAlgorithm(balance)
+  if (!algorithm) throw new ConfigError('balance', balance, 'unknown balance algorithm')
+  return algorithm
+}
+
+function identity(name: string, address: string, port: number): string {
+  return `${name}\n${address}\n${port}`
+}
+
+function entriesOf(backends: readonly Backend[]): BalanceEntry[] {
+  return backends.map((b) => ({ name: b.name, weight: b.weight, slot: b.id }))
+}
+
+/** One pick over `pickable` that leaves out `tried` and steers around recent refusals. */
+function pickFrom(picker: Picker, pickable: readonly Backend[], hash: number, tried: ReadonlySet<number> | null | undefined): Backend | undefined {
+  let exclude: Set<number> | null = null
+  if (tried && tried.size > 0) {
+    exclude = new Set()
+    for (let i = 0; i < pickable.length; i++) if (tried.has(pickable[i]!.id)) exclude.add(i)
+  }
+  let index = picker.pick(hash, exclude)
+  if (index < 0) return undefined
+  // Steer around a backend that refused a moment ago, but never refuse a client for it:
+  // if it is the only choice left, it is still tried.
+  const avoidUntil = pickable[index]!.avoidUntil
+  if (avoidUntil !== 0 && avoidUntil > Date.now()) {
+    exclude ??= new Set()
+    const now = Date.now()
+    for (let i = 0; i < pickable.length; i++) if (pickable[i]!.avoidUntil > now) exclude.add(i)
+    const other = picker.pick(hash, exclude)
+    if (other >= 0) index = other
+  }
+  return pickable[index]
 }

@@ -2,10 +2,13 @@
  * Glue between a service's pool and its prober: targets from backends, events into the pool,
  * data-path connect failures into the prober, maint pauses probing. The prober never touches
  * the data path; the data path never waits for the prober.
+ *
+ * One ServiceHealth lives as long as its service (issue 12): a reload or DNS change hands the
+ * prober the new targets, so counters, flap history and /status history survive; only a change
+ * of the check settings themselves builds a new prober, seeded with the states backends had.
  */
 import { Prober, type CheckOptions, type CheckTarget, type HealthEvent } from '../health/index.js'
 import type { HealthConfig } from '../config/index.js'
-import type { Logger } from 'pino'
 import type { Pool, StateChange } from '../pool/index.js'
 import { encodeV2 } from '../proxy-protocol/index.js'
 
@@ -31,49 +34,88 @@ export function checkOptions(health: HealthConfig): CheckOptions {
   }
 }
 
-export function checkTargets(pool: Pool, health: HealthConfig): CheckTarget[] {
+/**
+ * The pool's current backends as check targets. With `seed`, a backend already decided starts
+ * where it is (see CheckTarget.initial); a starting one waits for its first check as usual.
+ */
+export function checkTargets(pool: Pool, health: HealthConfig, seed = false): CheckTarget[] {
   return pool.backends.map((b) => ({
     id: b.id,
     name: b.name,
     host: b.address,
     port: b.checkPort ?? health.port ?? b.port,
+    ...(seed && !b.starting && { initial: b.healthUp ? ('up' as const) : ('down' as const) }),
   }))
 }
 
-/**
- * Starts probing the pool's backends. Resolves once every backend has had its first check (or
- * after one check timeout plus the first check's jitter), so listeners open with a known state.
- */
-export async function attachProber(pool: Pool, health: HealthConfig, logger: Logger): Promise<Prober> {
-  const pending = new Set(pool.backends.map((b) => b.id))
-  let firstRoundDone: () => void = () => {}
-  const firstRound = new Promise<void>((resolve) => (firstRoundDone = resolve))
-  const prober = new Prober(checkOptions(health), checkTargets(pool, health), (event: HealthEvent) => {
-    pool.setHealth(event.backendId, event.up, event.reason, event.lastError)
-    // A backend that fails its very first check never changes state in the pool (it was not
-    // usable yet), so say here why it is not taking traffic.
-    if (event.from === 'starting' && !event.up) {
-      const backend = pool.backends[event.backendId]
-      if (backend) {
-        backend.lastReason = event.reason
-        backend.lastError = event.lastError
-        backend.lastChangeAt = Date.now()
-      }
-      logger.warn({ service: pool.name, backend: backend?.name, from: 'starting', to: 'down', reason: event.reason, lastError: event.lastError }, 'backend state changed')
+export class ServiceHealth {
+  readonly #pool: Pool
+  #prober: Prober | undefined
+  /** The settings the prober was built with: a reload with the same ones keeps it. */
+  #settings = ''
+  /** Backends whose first check is still due, and who to tell when there are none. */
+  #pending = new Set<number>()
+  #firstRoundDone: (() => void) | undefined
+
+  constructor(pool: Pool) {
+    this.#pool = pool
+    pool.onPassiveFailure((backend, error) => this.#prober?.observePassive(backend.id, false, error))
+    pool.onStateChange((change: StateChange) => {
+      if (change.to === 'maint') this.#prober?.pause(change.backend.id)
+      else if (change.from === 'maint') this.#prober?.resume(change.backend.id)
+    })
+  }
+
+  get prober(): Prober | undefined {
+    return this.#prober
+  }
+
+  /**
+   * Starts probing, or applies new settings and targets (reload, DNS change). Resolves once
+   * every backend new to the prober has had its first check (or after one check timeout plus
+   * the first check's jitter), so listeners open with a known state.
+   */
+  async apply(health: HealthConfig): Promise<void> {
+    if (health.type === 'none') {
+      await this.stop()
+      return
     }
-    if (event.from === 'starting' && pending.delete(event.backendId) && pending.size === 0) firstRoundDone()
-  })
-  pool.onPassiveFailure((backend, error) => prober.observePassive(backend.id, false, error))
-  pool.onStateChange((change: StateChange) => {
-    if (change.to === 'maint') prober.pause(change.backend.id)
-    else if (change.from === 'maint') prober.resume(change.backend.id)
-  })
-  prober.start()
-  let timer: NodeJS.Timeout | undefined
-  const limit = new Promise<void>((resolve) => {
-    timer = setTimeout(resolve, health.timeoutMs + health.intervalMs * 0.1 + 250)
-  })
-  await Promise.race([firstRound, limit])
-  clearTimeout(timer)
-  return prober
+    const settings = JSON.stringify(checkOptions(health)) + `|${health.port ?? ''}`
+    const before = new Set(this.#pool.backends.filter((b) => !b.starting).map((b) => b.id))
+    if (this.#prober && settings === this.#settings) {
+      this.#prober.setTargets(checkTargets(this.#pool, health))
+    } else {
+      const old = this.#prober
+      this.#prober = undefined
+      await old?.stop()
+      this.#settings = settings
+      // A rebuilt prober keeps what the old one had decided; the very first one has nothing.
+      const prober = new Prober(checkOptions(health), checkTargets(this.#pool, health, old !== undefined), this.#onEvent)
+      this.#prober = prober
+      prober.start()
+    }
+    this.#pending = new Set(this.#pool.backends.filter((b) => b.starting && !before.has(b.id)).map((b) => b.id))
+    if (this.#pending.size === 0) return
+    let timer: NodeJS.Timeout | undefined
+    await Promise.race([
+      new Promise<void>((resolve) => (this.#firstRoundDone = resolve)),
+      new Promise<void>((resolve) => (timer = setTimeout(resolve, health.timeoutMs + health.intervalMs * 0.1 + 250))),
+    ])
+    clearTimeout(timer)
+    this.#firstRoundDone = undefined
+  }
+
+  async stop(): Promise<void> {
+    const prober = this.#prober
+    this.#prober = undefined
+    this.#settings = ''
+    await prober?.stop()
+  }
+
+  readonly #onEvent = (event: HealthEvent): void => {
+    if (this.#prober === undefined) return
+    if (event.to === 'starting') this.#pool.setStarting(event.backendId, event.reason)
+    else this.#pool.setHealth(event.backendId, event.up, event.reason, event.lastError)
+    if (event.from === 'starting' && this.#pending.delete(event.backendId) && this.#pending.size === 0) this.#firstRoundDone?.()
+  }
 }

@@ -1,7 +1,8 @@
 /**
  * Process life: builds each service (pool, prober, listeners) from a Config, reloads in place
- * (SIGHUP: listeners kept, new pools swapped in, removed services drained), and stops gracefully
- * (stop accepting, let connections finish up to the drain timeout, close the rest).
+ * (SIGHUP: listeners kept, the same pool and prober updated, removed services drained), and
+ * stops gracefully (stop accepting, let connections finish up to the drain timeout, close the
+ * rest).
  */
 import type { Logger } from 'pino'
 import { formatHostPort } from '../address/index.js'
@@ -10,27 +11,35 @@ import type { Prober } from '../health/index.js'
 import { Pool, type StateChange } from '../pool/index.js'
 import { TcpService } from '../tcp/service.js'
 import { UdpService } from '../udp/index.js'
-import { attachProber } from './health.js'
+import { ServiceHealth } from './health.js'
 import { createResolver, hasNames, resolveBackends, signature, type NameResolver, type ResolvedBackends } from './resolve.js'
 
-/** Everything one configured service owns. */
+/**
+ * Everything one configured service owns. The pool and its health live as long as the service
+ * (a reload updates them in place); listeners may be replaced when their addresses change.
+ */
 export class ServiceHandle {
   config: ServiceConfig
-  pool: Pool
-  prober: Prober | undefined
+  readonly pool: Pool
+  readonly health: ServiceHealth
   tcp: TcpService | undefined
   udp: UdpService | undefined
   /** The last DNS answer the pool was built from (see refresh). */
   resolvedSignature = ''
   refreshTimer: NodeJS.Timeout | undefined
 
-  constructor(config: ServiceConfig, pool: Pool) {
+  constructor(config: ServiceConfig, pool: Pool, health: ServiceHealth) {
     this.config = config
     this.pool = pool
+    this.health = health
   }
 
   get name(): string {
     return this.config.name
+  }
+
+  get prober(): Prober | undefined {
+    return this.health.prober
   }
 
   /** TCP connections plus UDP sessions. */
@@ -44,7 +53,7 @@ export class ServiceHandle {
    */
   async stopAccepting(): Promise<void> {
     clearInterval(this.refreshTimer)
-    await Promise.all([this.tcp?.stopAccepting(), this.udp?.close(), this.prober?.stop()])
+    await Promise.all([this.tcp?.stopAccepting(), this.udp?.close()])
   }
 
   /** Waits up to `timeoutMs` for connections to end, then closes the rest. Returns how many were cut. */
@@ -68,7 +77,7 @@ export class Runtime {
   config: Config
   readonly logger: Logger
   readonly services = new Map<string, ServiceHandle>()
-  /** Services removed by a reload whose connections are still finishing. */
+  /** Services (or replaced listeners of one) whose connections are still finishing. */
   readonly draining = new Set<ServiceHandle>()
   #resolver: NameResolver
 
@@ -89,64 +98,77 @@ export class Runtime {
     return runtime
   }
 
-  async #buildPool(service: ServiceConfig, previous?: Pool, resolved?: ResolvedBackends): Promise<ServiceHandle> {
-    resolved ??= await resolveBackends(service.backends, this.#resolver)
+  async #startService(service: ServiceConfig): Promise<ServiceHandle> {
+    const resolved = await resolveBackends(service.backends, this.#resolver)
     const pool = new Pool({
       name: service.name,
       balance: service.balance,
       backends: resolved.backends,
       addresses: resolved.addresses,
-      // Checked backends start unusable and come up on their first passing check (README:
+      // Checked backends start `starting` and come up on their first passing check (README:
       // "Initial state"); with no checks there is nothing to wait for.
-      initiallyUp: service.health.type === 'none',
+      checked: service.health.type !== 'none',
     })
-    if (previous) pool.inherit(previous)
     pool.onStateChange(this.#logStateChange)
-    const handle = new ServiceHandle(service, pool)
+    const handle = new ServiceHandle(service, pool, new ServiceHealth(pool))
     handle.resolvedSignature = signature(resolved)
-    if (service.health.type !== 'none') handle.prober = await attachProber(pool, service.health, this.logger)
+    try {
+      await handle.health.apply(service.health)
+      await this.#listen(handle)
+    } catch (err) {
+      await handle.stopAccepting()
+      await handle.health.stop()
+      throw err
+    }
     this.#scheduleRefresh(handle)
     return handle
   }
 
-  /** Re-resolves hostnames and SRV names; a changed answer swaps in a new pool (like a reload). */
+  /** Applies a service's new config and DNS answer to its pool and prober, in place. */
+  async #updateService(handle: ServiceHandle, service: ServiceConfig, resolved: ResolvedBackends): Promise<void> {
+    const change = handle.pool.update({
+      balance: service.balance,
+      backends: resolved.backends,
+      addresses: resolved.addresses,
+      checked: service.health.type !== 'none',
+    })
+    handle.resolvedSignature = signature(resolved)
+    await handle.health.apply(service.health)
+    if (change.added.length > 0 || change.removed.length > 0) {
+      this.logger.info({ service: service.name, added: change.added, removed: change.removed, usable: handle.pool.usableCount }, 'backends changed')
+    }
+  }
+
+  /** Re-resolves hostnames and SRV names on a timer; a changed answer updates the pool in place. */
   #scheduleRefresh(handle: ServiceHandle): void {
+    clearInterval(handle.refreshTimer)
     const service = handle.config
     if (service.resolveIntervalMs <= 0 || !hasNames(service.backends)) return
-    handle.refreshTimer = setInterval(() => void this.#refresh(handle), service.resolveIntervalMs)
+    handle.refreshTimer = setInterval(() => void this.refresh(handle), service.resolveIntervalMs)
     handle.refreshTimer.unref()
   }
 
-  async #refresh(handle: ServiceHandle): Promise<void> {
-    if (this.services.get(handle.name) !== handle) return clearInterval(handle.refreshTimer)
+  /** Re-resolves one service's backend names now. Returns whether its backends changed. */
+  async refresh(handle: ServiceHandle): Promise<boolean> {
+    if (this.services.get(handle.name) !== handle || !hasNames(handle.config.backends)) return false
     let resolved: ResolvedBackends
     try {
       resolved = await resolveBackends(handle.config.backends, this.#resolver)
     } catch (err) {
       this.logger.warn({ service: handle.name, err: (err as Error).message }, 'DNS refresh failed: keeping the current backends')
-      return
+      return false
     }
-    if (signature(resolved) === handle.resolvedSignature || this.services.get(handle.name) !== handle) return
-    clearInterval(handle.refreshTimer)
-    const next = await this.#buildPool(handle.config, handle.pool, resolved)
-    await handle.prober?.stop()
-    next.tcp = handle.tcp
-    next.udp = handle.udp
-    handle.tcp?.update(handle.config, next.pool)
-    handle.udp?.update(handle.config, next.pool)
-    this.services.set(handle.name, next)
+    if (signature(resolved) === handle.resolvedSignature || this.services.get(handle.name) !== handle) return false
+    await this.#updateService(handle, handle.config, resolved)
     this.logger.info({ service: handle.name, backends: resolved.backends.map((b, i) => `${b.name}=${resolved.addresses[i]}`) }, 'backends re-resolved')
+    return true
   }
 
-  async #startService(service: ServiceConfig): Promise<ServiceHandle> {
-    const handle = await this.#buildPool(service)
-    try {
-      await this.#listen(handle)
-    } catch (err) {
-      await handle.stopAccepting()
-      throw err
-    }
-    return handle
+  /** Re-resolves every service's names now (SIGHUP without a config file). Returns the changed services. */
+  async refreshAll(): Promise<string[]> {
+    const changed: string[] = []
+    for (const handle of [...this.services.values()]) if (await this.refresh(handle)) changed.push(handle.name)
+    return changed
   }
 
   async #listen(handle: ServiceHandle): Promise<void> {
@@ -176,14 +198,13 @@ export class Runtime {
   }
 
   readonly #logStateChange = (change: StateChange): void => {
-    const pool = this.services.get(change.pool)?.pool
     const fields = {
       service: change.pool, backend: change.backend.name, from: change.from, to: change.to, reason: change.reason,
-      lastError: change.lastError, usable: pool?.usableCount, usingBackups: pool?.usingBackups,
+      lastError: change.lastError, usable: change.usableCount, usingBackups: change.usingBackups,
     }
     if (change.to === 'down') this.logger.warn(fields, 'backend state changed')
     else this.logger.info(fields, 'backend state changed')
-    if (pool && pool.usableCount === 0) this.logger.error({ service: change.pool }, 'no usable backend: new connections are closed')
+    if (change.usableCount === 0 && change.from === 'up') this.logger.error({ service: change.pool }, 'no usable backend: new connections are closed')
   }
 
   get activeConnections(): number {
@@ -195,8 +216,9 @@ export class Runtime {
 
   /**
    * Applies a new, already validated config without closing listeners of services that stay
-   * and without cutting established connections. Services whose listen addresses or protocols
-   * changed are rebound (their old listeners close first, so the same port can be reused).
+   * and without cutting established connections. A service that stays keeps its pool and
+   * prober (updated in place); one whose listen addresses or protocols changed is rebound (its
+   * old listeners close first, so the same port can be reused).
    */
   async reload(next: Config): Promise<{ added: string[]; removed: string[]; updated: string[]; rebound: string[] }> {
     const result = { added: [] as string[], removed: [] as string[], updated: [] as string[], rebound: [] as string[] }
@@ -209,36 +231,44 @@ export class Runtime {
       void this.#retire(handle)
     }
     for (const service of next.services) {
-      const old = this.services.get(service.name)
-      if (!old) {
+      const handle = this.services.get(service.name)
+      if (!handle) {
         this.services.set(service.name, await this.#startService(service))
         result.added.push(service.name)
         continue
       }
-      const handle = await this.#buildPool(service, old.pool)
-      clearInterval(old.refreshTimer)
-      await old.prober?.stop()
-      if (sameListeners(old.config, service)) {
-        old.tcp?.update(service, handle.pool)
-        old.udp?.update(service, handle.pool)
-        handle.tcp = old.tcp
-        handle.udp = old.udp
+      const resolved = await resolveBackends(service.backends, this.#resolver)
+      const previous = handle.config
+      await this.#updateService(handle, service, resolved)
+      handle.config = service
+      if (sameListeners(previous, service)) {
+        handle.tcp?.update(service)
+        handle.udp?.update(service)
         result.updated.push(service.name)
       } else {
-        await Promise.all([old.tcp?.stopAccepting(), old.udp?.close()])
+        // The old listeners' connections finish under a handle of their own; the pool is shared.
+        const old = new ServiceHandle(previous, handle.pool, handle.health)
+        old.tcp = handle.tcp
+        old.udp = handle.udp
+        handle.tcp = undefined
+        handle.udp = undefined
+        await old.stopAccepting()
         if (old.activeConnections > 0) void this.#retire(old, false)
         await this.#listen(handle)
         result.rebound.push(service.name)
       }
-      this.services.set(service.name, handle)
+      this.#scheduleRefresh(handle)
     }
     this.config = next
     return result
   }
 
-  async #retire(handle: ServiceHandle, stop = true): Promise<void> {
+  async #retire(handle: ServiceHandle, wholeService = true): Promise<void> {
     this.draining.add(handle)
-    if (stop) await handle.stopAccepting()
+    if (wholeService) {
+      await handle.stopAccepting()
+      await handle.health.stop()
+    }
     const cut = await handle.drain(handle.config.drainTimeoutMs)
     this.draining.delete(handle)
     this.logger.info({ service: handle.name, cut }, 'retired service drained')
@@ -248,6 +278,7 @@ export class Runtime {
   async stop(drainTimeoutMs: number): Promise<void> {
     const all = [...this.services.values(), ...this.draining]
     await Promise.all(all.map((s) => s.stopAccepting()))
+    await Promise.all(all.map((s) => s.health.stop()))
     const cut = (await Promise.all(all.map((s) => s.drain(drainTimeoutMs)))).reduce((a, b) => a + b, 0)
     if (cut > 0) this.logger.warn({ cut }, 'drain timeout: closed remaining connections')
   }

@@ -1,6 +1,6 @@
 import t from 'tap'
 import net from 'node:net'
-import { spawn } from 'node:child_process'
+import { spawn, spawnSync } from 'node:child_process'
 import { BIN, EchoBackend, connect, eventually, listen, closeServer, nodeCommand, readLine, runL4lb, spawnL4lb, within } from '../helpers/index.js'
 
 // Each bad input gets exit code 2 and exactly one line that names the flag and the value.
@@ -10,7 +10,7 @@ const badFlags: Array<[string[], string]> = [
   [['-l', 'db1', '-b', 'db1:5432'], 'l4lb: --listen "db1": expected host:port'],
   [['-l', ':5432', '-b', '::1:5432'], 'l4lb: --backend "::1:5432": IPv6 addresses need brackets: [addr]:port'],
   [['-l', ':5432', '-b', 'db1:5432,weight=0'], 'l4lb: --backend "db1:5432,weight=0": must be a whole number from 1 to 256'],
-  [['-l', ':5432', '-b', 'db1:5432,heavy'], 'l4lb: --backend "db1:5432,heavy": unknown backend option "heavy" (use weight=N, backup, check-port=N)'],
+  [['-l', ':5432', '-b', 'db1:5432,heavy'], 'l4lb: --backend "db1:5432,heavy": unknown backend option "heavy" (use weight=N, backup, check-port=N, max-conns=N)'],
   [['-l', ':5432', '-b', 'db1:5432', '--connect-timeout', '5'], 'l4lb: --connect-timeout "5": needs a unit: ms, s, m or h (e.g. "5s")'],
   [['-l', ':5432', '-b', 'db1:5432', '--idle-timeout', 'forever'], 'l4lb: --idle-timeout "forever": not a duration: use a number with ms, s, m or h (e.g. "500ms", "5s", "1m30s")'],
   [['-l', ':5432', '-b', 'db1:5432', '--retries', '-1'], 'l4lb: --retries "-1": must be a whole number from 0 to 16'],
@@ -69,9 +69,13 @@ t.test('an unresolvable backend hostname: exit 1 naming it', async (t) => {
 t.test('out of file descriptors (EMFILE): keeps running, logs, recovers when fds free up', async (t) => {
   const backend = await new EchoBackend('a').start()
   t.teardown(() => backend.stop())
-  // 40 descriptors: Node and the listener use ~20, so ~10 proxied connections exhaust it.
-  const lb = await spawnL4lb(['-l', '127.0.0.1:0', '-b', backend.address, '--check', 'none'], { prefix: ['prlimit', '--nofile=40'] })
+  // 40 descriptors: Node and the listener use ~20, so ~10 proxied connections exhaust it. The
+  // limit is set once l4lb listens: the ESM loader opens module files in parallel at start, and
+  // how many depends on the module count, not on what this test is about.
+  const lb = await spawnL4lb(['-l', '127.0.0.1:0', '-b', backend.address, '--check', 'none'])
   t.teardown(() => lb.stop())
+  const limited = spawnSync('prlimit', [`--pid=${lb.proc.pid}`, '--nofile=40:40'])
+  t.equal(limited.status, 0, `prlimit --pid: ${String(limited.stderr)}`)
   const held: net.Socket[] = []
   for (let i = 0; i < 40; i++) {
     try {

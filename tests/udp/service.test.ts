@@ -10,7 +10,7 @@ async function setup(t: Test, names: string[], extra: Record<string, string> = {
   const bs = await Promise.all(names.map((n) => new UdpEchoBackend(n).start()))
   t.teardown(() => Promise.all(bs.map((b) => b.stop())))
   const config = configFromFlags({ listen: ['127.0.0.1:0'], protocol: 'udp', backend: bs.map((b) => b.address), check: 'none', ...extra }).services[0]!
-  const pool = new Pool({ name: config.name, balance: config.balance, backends: config.backends, addresses: config.backends.map((b) => b.host), initiallyUp: true })
+  const pool = new Pool({ name: config.name, balance: config.balance, backends: config.backends, addresses: config.backends.map((b) => b.host), checked: false })
   const udp = new UdpService(config, pool, pino({ level: 'silent' }))
   await udp.listen()
   t.teardown(() => udp.close())
