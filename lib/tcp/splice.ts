@@ -16,8 +16,6 @@
  * offers no `onread` for accepted sockets.
  */
 import type { OnReadOpts, Socket } from 'node:net'
-import v8 from 'node:v8'
-import vm from 'node:vm'
 
 /**
  * Every backend socket reads into this one buffer until its flow proves bulk. Node hands a
@@ -246,7 +244,6 @@ class Splice implements SpliceHandle {
       this.#idle = idleSweepFor(limits.idleTimeoutMs)
       this.#idle.add(this)
     }
-    reclaim.opened()
     client.on('data', Splice.#onClientData)
     client.resume()
     reader.attach(backend, client)
@@ -331,7 +328,6 @@ class Splice implements SpliceHandle {
     }
     this.#reader.release()
     this.#idle?.delete(this)
-    reclaim.closed()
     this.#done({
       bytesFromClient: this.#client.bytesRead,
       bytesFromBackend: this.#backend.bytesRead,
@@ -383,64 +379,3 @@ function idleSweepFor(timeoutMs: number): IdleSweep {
   if (sweep === undefined) idleSweeps.set(timeoutMs, (sweep = new IdleSweep(timeoutMs)))
   return sweep
 }
-
-/**
- * Gives memory back after many connections closed (issue 12: RSS must return near its baseline
- * a minute after 9,000 idle connections close). V8 collects only when JavaScript allocates, and
- * an idle proxy allocates nothing: the closed connections' sockets, and the native handles and
- * buffers they own, would stay resident until the next busy moment; and a plain full collection
- * keeps the young generation at the size 9,000 connections grew it to (16 MiB more). So once at
- * least RECLAIM_MIN connections closed and at most half of the peak remain, V8's "last resort"
- * collection (the one it runs under memory pressure: full GCs until nothing more is freed, young
- * generation shrunk) runs RECLAIM_DELAY_MS later, unref'd, at most one per delay. Measured: RSS
- * 1.48x the baseline after 9,000 closed with a plain collection, 1.09x with this (perf/RESULTS.md).
- */
-const RECLAIM_MIN = 1000
-const RECLAIM_DELAY_MS = 5000
-
-class Reclaim {
-  #live = 0
-  #peak = 0
-  #timer: NodeJS.Timeout | undefined
-  #gc: GcFunction | null | undefined
-
-  opened(): void {
-    if (++this.#live > this.#peak) this.#peak = this.#live
-  }
-
-  closed(): void {
-    this.#live--
-    if (this.#timer !== undefined || this.#peak - this.#live < RECLAIM_MIN || this.#live > this.#peak / 2) return
-    this.#timer = setTimeout(this.#run, RECLAIM_DELAY_MS)
-    this.#timer.unref()
-  }
-
-  readonly #run = (): void => {
-    this.#timer = undefined
-    this.#peak = this.#live
-    this.#gc ??= exposeGc()
-    this.#gc?.({ type: 'major', execution: 'sync', flavor: 'last-resort' })
-  }
-}
-
-/**
- * The collector as a function: `--expose-gc` set at run time applies to contexts created after
- * it (the documented way, v8.setFlagsFromString, then a fresh vm context), and is switched off
- * again so nothing else sees a `gc` global. null when this Node refuses.
- */
-type GcFunction = (options?: { type: 'major'; execution: 'sync'; flavor: 'last-resort' }) => void
-
-function exposeGc(): GcFunction | null {
-  const existing = (globalThis as { gc?: unknown }).gc
-  if (typeof existing === 'function') return existing as GcFunction
-  try {
-    v8.setFlagsFromString('--expose-gc')
-    const gc: unknown = vm.runInNewContext('gc')
-    v8.setFlagsFromString('--no-expose-gc')
-    return typeof gc === 'function' ? (gc as GcFunction) : null
-  } catch {
-    return null
-  }
-}
-
-const reclaim = new Reclaim()
