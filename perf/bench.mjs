@@ -455,7 +455,7 @@ async function runTcp({ opts, procs, dir, ports, cpus, l4lbBin }) {
   const problems = [];
 
   const warmS = Math.min(2, opts.durationS);
-  console.log(`perf: tcp, targets ${ids.join(', ')}; ${opts.reps} rep(s) × ${workloads.length} workloads × ${opts.durationS}s${opts.pin ? '; pinned (clients CPU 0, proxies CPU 1)' : ''}`);
+  console.log(`perf: tcp, targets ${targets.map((t) => t.id).join(', ')}; ${opts.reps} rep(s) × ${workloads.length} workloads × ${opts.durationS}s${opts.pin ? '; pinned (clients CPU 0, proxies CPU 1)' : ''}`);
   console.log(`perf: warm-up ${warmS}s of keep-alive per target`);
   for (const t of targets) await runWrk(procs, { port: t.http, durationS: warmS, connections: opts.connections, cpus: cpus.client });
 
@@ -550,7 +550,7 @@ async function runTcp({ opts, procs, dir, ports, cpus, l4lbBin }) {
     ids.includes('haproxy-splice') ? `HAProxy splice-auto: the same with \`option splice-auto\` (splice(2) once a flow looks bulk: HAProxy at its best for bulk), nbthread ${opts.threads}.` : undefined,
     ids.includes('l4lb-bin') ? 'l4lb started as bin/l4lb: the executable itself, as a user types it (its `#!/bin/sh` line execs node with the malloc tunables; same PID), without the unit\'s environment.' : undefined,
     ids.includes('l4lb-bare') ? 'l4lb, node bin/l4lb, no tunables: GLIBC_TUNABLES removed from the environment (a hand start before bin/l4lb set them; still what `node bin/l4lb` gets on a Node without process.execve, e.g. Node 20).' : undefined,
-    ids.includes('l4lb-native') ? `l4lb native: \`--data-plane native --threads ${opts.threads}\` (issue 14), one process per listener like l4lb.` : undefined,
+    targets.some((t) => t.id === 'l4lb-native') ? `l4lb native: \`--data-plane native --threads ${opts.threads}\` (issue 14), one process per listener like l4lb.` : undefined,
     workloads.includes('close') ? 'CPU per connection: utime and stime deltas of the proxy (/proc/PID/stat, 10 ms ticks) over the Connection: close run divided by the requests wrk completed (one connection each).' : undefined,
     'nginx stream: worker_processes 1, proxy_pass to the same upstreams.',
     `wrk -t1 -c${opts.connections} -d${opts.durationS}s --latency (close adds -H 'Connection: close'); iperf3 -P 1 -t ${opts.durationS} (down adds -R).`,

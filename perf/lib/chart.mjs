@@ -4,6 +4,8 @@
 // on each row. A small, dependency-free SVG writer: plain strings, every text escaped.
 import { median } from './report.mjs';
 
+/** Characters of a row label that fit left of the bars at 12 px. */
+const MAX_LABEL = 52;
 const PALETTE = ['#4e79a7', '#f28e2b', '#59a14f', '#e15759', '#76b7b2', '#edc948', '#b07aa1', '#ff9da7', '#9c755f', '#bab0ac'];
 
 export function escapeXml(text) {
@@ -55,7 +57,10 @@ export function renderChart(rows, columns, { reference, title, maxRatio } = {}) 
   let y = header;
   for (const g of groups) {
     const h = g.bars.length * barH;
-    parts.push(`<text x="${left - 8}" y="${y + h / 2 + 4}" text-anchor="end" class="row">${escapeXml(g.label)} (${g.better} is better)</text>`);
+    // Long labels are cut to fit the left margin; the whole one is the tooltip.
+    const full = `${g.label} (${g.better} is better)`;
+    const shown = full.length > MAX_LABEL ? `${full.slice(0, MAX_LABEL - 1)}…` : full;
+    parts.push(`<text x="${left - 8}" y="${y + h / 2 + 4}" text-anchor="end" class="row"><title>${escapeXml(full)}</title>${escapeXml(shown)}</text>`);
     for (const b of g.bars) {
       const clipped = b.ratio > top;
       const w = Math.max(1, x(b.ratio) - left);

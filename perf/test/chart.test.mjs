@@ -42,6 +42,9 @@ test('chart SVG: one bar per target per row, labels escaped, bars past the scale
   assert.ok(Math.abs(width(3) / width(1) - 8) < 0.01);
   assert.match(svg, />▶ 6\.00×</);
   assert.ok(svg.includes('close · p99 &lt;latency&gt; &amp; &quot;tail&quot; (lower is better)'));
+  // A label too long for the margin is cut with an ellipsis; the whole one is its tooltip.
+  const long = renderChart([{ ...rows[0], label: 'x'.repeat(80) }], columns, { reference: 'haproxy' });
+  assert.ok(long.includes(`<title>${'x'.repeat(80)} (higher is better)</title>${'x'.repeat(51)}…</text>`));
   assert.ok(svg.includes('tcp &lt;run&gt; &amp; co'));
   assert.ok(!/<(?!\/?(svg|style|rect|text|title|line)\b)/.test(svg), 'only the elements the writer emits');
   assert.match(svg, /class="ref"/);
