@@ -1,7 +1,7 @@
 // Process bookkeeping for the benchmark: every process the harness starts is recorded here by
 // PID, and only those PIDs (plus the workers they forked, e.g. nginx's) are ever signalled.
 import { spawn } from 'node:child_process';
-import { openSync, closeSync, readFileSync, existsSync } from 'node:fs';
+import { openSync, closeSync, readFileSync, readdirSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import net from 'node:net';
 import dgram from 'node:dgram';
@@ -48,6 +48,26 @@ export function cpuTicks(pid) {
   }
 }
 export const TICKS_PER_SECOND = 100;
+
+/** utime and stime of a PID separately, in clock ticks. */
+export function cpuSplit(pid) {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return { user: Number(fields[11]), sys: Number(fields[12]) };
+  } catch {
+    return { user: 0, sys: 0 };
+  }
+}
+
+/** Open file descriptors of a PID (entries of /proc/PID/fd), NaN when gone. */
+export function fdCount(pid) {
+  try {
+    return readdirSync(`/proc/${pid}/fd`).length;
+  } catch {
+    return NaN;
+  }
+}
 
 /** A /proc/PID/status field in kB (VmHWM = peak resident set size). */
 export function statusKb(pid, field) {
@@ -123,6 +143,24 @@ export class ProcessSet {
   /** Remember the forked workers of our processes so they can be killed if the master dies. */
   noteDescendants() {
     for (const pid of this.#procs.keys()) for (const d of descendants(pid)) this.#extraPids.add(d);
+  }
+
+  /** Stop some of our processes (SIGTERM, then SIGKILL after graceMs); others keep running. */
+  async stopPids(pids, graceMs = 3000) {
+    const entries = pids.map((p) => [p, this.#procs.get(p)]).filter(([, e]) => e && !e.done);
+    for (const [pid] of entries) signal(pid, 'SIGTERM');
+    const deadline = Date.now() + graceMs;
+    while (Date.now() < deadline && entries.some(([pid, e]) => !e.done && isAlive(pid))) await sleep(50);
+    for (const [pid, e] of entries) if (!e.done) signal(pid, 'SIGKILL');
+    for (const [pid] of entries) this.#procs.delete(pid);
+  }
+
+  /** Signal one of our processes (SIGHUP for the soak's reloads); false when it is not ours or gone. */
+  signal(pid, sig) {
+    const e = this.#procs.get(pid);
+    if (!e || e.done) return false;
+    signal(pid, sig);
+    return true;
   }
 
   /** Graceful stop: SIGTERM our PIDs, wait up to graceMs, then SIGKILL what is left. */

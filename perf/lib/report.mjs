@@ -23,6 +23,8 @@ const fmt = {
   gbps: (x) => x.toFixed(2),
   pct: (x) => Math.round(x).toString(),
   mb: (x) => x.toFixed(1),
+  kb: (x) => x.toFixed(2),
+  ratio: (x) => `${x.toFixed(2)}×`,
 };
 
 /**
@@ -31,7 +33,7 @@ const fmt = {
  * unchanged.
  */
 export const RATIO_COLUMNS = {
-  tcp: ['haproxy', 'nginx', 'direct', 'node-floor', ['node-floor', 'haproxy']],
+  tcp: ['haproxy', 'haproxy-splice', 'nginx', 'direct', 'node-floor', ['node-floor', 'haproxy'], ['l4lb-native', 'haproxy'], ['l4lb-native', 'haproxy-splice'], ['l4lb-native', 'l4lb'], ['l4lb-bin', 'haproxy'], ['l4lb-bare', 'haproxy']],
   udp: ['nginx', 'direct', 'node-floor', ['node-floor', 'nginx']],
 };
 

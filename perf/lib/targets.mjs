@@ -17,8 +17,9 @@ function nginxHead(dir, name, workers) {
     'master_process on;',
     `pid ${join(dir, `${name}.pid`)};`,
     `error_log ${join(dir, `${name}.error.log`)} warn;`,
-    'worker_rlimit_nofile 16384;',
-    'events { worker_connections 8192; }',
+    // room for the idle workload's 9,000 connections (the box's hard limit is 20,000)
+    'worker_rlimit_nofile 20000;',
+    'events { worker_connections 19000; }',
   ];
 }
 
@@ -33,7 +34,7 @@ function startNginx(procs, dir, name, conf, cpus) {
  * upstream backends of the HTTP workloads). keepalive_requests is raised so wrk's keep-alive
  * connections are not recycled every 1000 requests (nginx's default).
  */
-export async function startHttpBackends(procs, dir, ports, cpus) {
+export async function startHttpBackends(procs, dir, ports, cpus, { keepAliveS = 75 } = {}) {
   const www = join(dir, 'www');
   const tmp = join(dir, 'nginx-tmp');
   mkdirSync(www, { recursive: true });
@@ -48,7 +49,8 @@ export async function startHttpBackends(procs, dir, ports, cpus) {
     '  access_log off;',
     '  default_type text/plain;',
     '  keepalive_requests 10000000;',
-    '  keepalive_timeout 75s;',
+    // the idle workload holds connections open after one request (1h: never the one to close)
+    `  keepalive_timeout ${keepAliveS}s;`,
     ...['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi'].map((t) => `  ${t}_temp_path ${join(tmp, t)};`),
     '  server {',
     ...ports.map((p) => `    listen 127.0.0.1:${p} backlog=4096;`),
@@ -80,15 +82,20 @@ export async function startSockperfServer(procs, name, port, cpus) {
  * HAProxy in mode tcp. threads: 1 for the headline comparison (l4lb is one Node thread);
  * undefined leaves HAProxy's default (one thread per CPU it may run on).
  */
-export async function startHaproxy(procs, dir, name, { httpPort, bulkPort, backends, iperf, threads, cpus }) {
+export async function startHaproxy(procs, dir, name, { httpPort, bulkPort, backends, iperf, threads, cpus, splice = false, maxconn = 4000 }) {
   const cfg = [
     'global',
-    '  maxconn 4000',
+    `  maxconn ${maxconn}`,
+    // HAProxy reserves two fds per pipe (maxpipes defaults to maxconn/4) and will not start when
+    // 2 × maxconn + 2 × maxpipes passes the open-file limit (20,000 here) at 9,100 connections.
+    ...(splice ? [`  maxpipes ${Math.max(64, Math.min(Math.floor(maxconn / 4), Math.floor((19_900 - 2 * maxconn) / 2)))}`] : []),
     ...(threads ? [`  nbthread ${threads}`] : []),
     '',
     'defaults',
     '  mode tcp',
-    '  maxconn 4000',
+    `  maxconn ${maxconn}`,
+    // splice-auto: HAProxy moves bytes with splice(2) when it sees a flow is bulk (its best for bulk).
+    ...(splice ? ['  option splice-auto'] : []),
     '  timeout connect 5s',
     '  timeout client 60s',
     '  timeout server 60s',
@@ -142,10 +149,15 @@ export async function startNginxStream(procs, dir, name, { httpPort, bulkPort, b
   return s;
 }
 
-/** The l4lb CLI, run by this same node binary. One process per listener. */
-export function l4lbArgs(bin, { listen, backends, balance = 'round-robin', protocol }) {
+/**
+ * The l4lb CLI, run by this same node binary. One process per listener. dataPlane/threads: the
+ * native plane (issue 14), `--data-plane native --threads N`.
+ */
+export function l4lbArgs(bin, { listen, backends, balance = 'round-robin', protocol, dataPlane, threads }) {
   return [
     bin,
+    ...(dataPlane ? ['--data-plane', dataPlane] : []),
+    ...(threads ? ['--threads', String(threads)] : []),
     '-l',
     `127.0.0.1:${listen}`,
     ...backends.flatMap((p) => ['-b', `127.0.0.1:${p}`]),
@@ -181,8 +193,17 @@ export function parseUnitEnvironment(text) {
   return env;
 }
 
+/**
+ * start: 'unit' (default) runs `node bin/l4lb` with conf/l4lb.service's environment; 'bin' runs
+ * bin/l4lb itself as a user types it (its `#!/bin/sh` line sets the malloc tunables), without
+ * the unit's environment; 'bare' runs `node bin/l4lb` with no GLIBC_TUNABLES at all (a hand
+ * start before bin/l4lb set them, and still on a Node without process.execve).
+ */
 export async function startL4lb(procs, name, bin, opts, cpus) {
-  const s = procs.start(name, process.execPath, l4lbArgs(bin, opts), { cpus, env: unitEnvironment(bin) });
+  const start = opts.start ?? 'unit';
+  const [cmd, args] = start === 'bin' ? [bin, l4lbArgs(bin, opts).slice(1)] : [process.execPath, l4lbArgs(bin, opts)];
+  const env = start === 'unit' ? unitEnvironment(bin) : { GLIBC_TUNABLES: undefined };
+  const s = procs.start(name, cmd, args, { cpus, env });
   await waitListening(s, [opts.listen], { proto: opts.protocol === 'udp' ? 'udp' : 'tcp', timeoutMs: 15_000 });
   return s;
 }
@@ -213,3 +234,10 @@ export function l4lbAvailable(repoRoot) {
   }
   return bin;
 }
+
+/** The line of a start-up failure worth showing: l4lb's own error line from the log tail, else the first. */
+export function firstLogLine(message) {
+  const lines = String(message).split('\n').map((l) => l.trim()).filter(Boolean);
+  return (lines.find((l) => /^l4lb: |error|unknown option|refus|not built|native/i.test(l) && !/^\S+ exited during start-up/.test(l)) ?? lines[0] ?? 'no output').slice(0, 200);
+}
+
