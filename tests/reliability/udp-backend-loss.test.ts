@@ -5,7 +5,8 @@ import { pooled, source } from './helpers.js'
 
 // 500 UDP clients from their own addresses over three backends; one backend dies. Only its
 // clients may move (to a live backend, on their next datagram); every other client keeps the
-// backend it had — Maglev's minimal disruption plus the session table, end to end.
+// backend it had (the session table), and new sessions from them almost all land where they were
+// (Maglev), end to end.
 const CLIENTS = 500
 
 t.test(`${CLIENTS} UDP clients, one backend killed: only its clients move, every other keeps its backend`, async (t) => {
@@ -15,7 +16,7 @@ t.test(`${CLIENTS} UDP clients, one backend killed: only its clients move, every
     '-l', '127.0.0.1:0', '--protocol', 'udp', '--balance', 'maglev',
     '--check', 'udp', '--check-send', 'ping', ...backends.flatMap((b) => ['--check-expect', `${b.name}:ping`]),
     // generous: a live backend must not be marked down by a slow check on a loaded box
-    '--check-interval', '200ms', '--check-timeout', '1s', '--rise', '1', '--fall', '3', '--udp-idle-timeout', '1500ms',
+    '--check-interval', '200ms', '--check-timeout', '1s', '--rise', '1', '--fall', '3', '--udp-idle-timeout', '30s', '--hash-key', 'src-ip',
     ...backends.flatMap((b) => ['-b', b.address]),
   ])
   t.teardown(() => lb.stop())
@@ -68,12 +69,14 @@ t.test(`${CLIENTS} UDP clients, one backend killed: only its clients move, every
   t.ok(orphans.length > 0, `${orphans.length} clients were on the killed backend`)
   t.same(orphans.filter((x) => x.now === victim.name || x.now === 'no answer'), [], 'each of them is answered by a live backend')
 
-  // Once every session has idled out, new sessions must land where the old ones were: the
-  // table is a pure function of the live backends (a modulo hash would move about half).
-  await eventually('every session to idle out', () => lb.logs.filter((l) => l.msg === 'session closed' && l.reason === 'idle-timeout').length >= CLIENTS, 15_000, 100)
-  const fresh = await pooled(clients, 100, (c) => ask(c, 'fresh'))
+  // New sessions from the same sources (new ports; the key is the source address): Maglev moves
+  // almost none of a surviving backend's keys when one leaves (near-minimal disruption, not
+  // zero: paper section 3.4); a modulo or round-robin pick would move about two thirds.
+  const again = await Promise.all(Array.from({ length: CLIENTS }, (_, i) => UdpClient.bound(source(90, i))))
+  t.teardown(() => Promise.all(again.map((c) => c.close())))
+  const fresh = await pooled(again, 100, (c) => ask(c, 'fresh'))
   const movedFresh = bystanderIndex.map((i) => ({ name: before[i]!, fresh: fresh[i]! })).filter((x) => x.fresh !== x.name)
-  t.equal(movedFresh.length, 0, `new sessions: 0 of ${bystanders.length} bystanders moved (${JSON.stringify(movedFresh.slice(0, 3))})`)
+  t.ok(movedFresh.length <= bystanders.length * 0.02, `new sessions: ${movedFresh.length} of ${bystanders.length} bystanders moved (at most 2%: ${JSON.stringify(movedFresh.slice(0, 3))})`)
   const flapped = lb.logs.filter((l) => l.msg === 'backend state changed' && l.to === 'down' && l.backend !== victim.address)
   t.same(flapped.map((l) => l.backend), [], 'no live backend was marked down (else its clients moved for that reason)')
   t.equal(lb.proc.exitCode, null, 'still running')
