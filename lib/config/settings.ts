@@ -16,7 +16,7 @@
 import { parseHostPort, formatHostPort } from '../address/index.js'
 import { algorithmNames, MAX_WEIGHT, MIN_WEIGHT } from '../balance/index.js'
 import { DEFAULT_HEADER_TIMEOUT_MS, DEFAULT_MAX_V2_LENGTH } from '../proxy-protocol/constants.js'
-import { CHECK_DEFAULTS, CHECK_TYPES } from '../health/options.js'
+import { CHECK_DEFAULTS, CHECK_TYPES, checks } from '../health/index.js'
 import { isIP } from 'node:net'
 import { backendsKind } from './backend.js'
 import { boolean, bytes, cidrs, custom, duration, integer, list, listenAddress, oneOf, port, size, text } from './kinds.js'
@@ -88,8 +88,6 @@ const adminListen = custom<string>({
   },
 })
 
-const HTTP_STATUS = /^([1-5]xx|[1-5][0-9]{2})(,([1-5]xx|[1-5][0-9]{2}))*$/
-
 export const HEALTH = [
   row('type', oneOf(() => CHECK_TYPES), { flag: '--check', default: 'tcp', help: 'health check type (udp sends --check-send, expects --check-expect)' }),
   row('interval', duration(), { flag: '--check-interval', default: CHECK_DEFAULTS.intervalMs, help: 'time between checks' }),
@@ -113,13 +111,11 @@ export const HEALTH = [
 
 const health = section(HEALTH, {
   check(h, at, problems) {
-    const none = h.type === 'none'
-    if (h.intervalMs < 10 && !none) problems.add([...at, 'interval'], h.intervalMs, 'must be at least 10ms')
-    if (h.timeoutMs < 1 && !none) problems.add([...at, 'timeout'], h.timeoutMs, 'must be more than 0')
-    if (h.type === 'udp' && h.send === undefined) problems.add([...at, 'send'], undefined, 'a udp check needs bytes to send')
-    if (h.type === 'send-expect' && (h.expect === undefined || h.expect.length === 0)) problems.add([...at, 'expect'], undefined, 'a send-expect check needs at least one expected reply')
-    if (!h.httpPath.startsWith('/')) problems.add([...at, 'httpPath'], h.httpPath, 'must start with "/"')
-    if (!HTTP_STATUS.test(h.httpStatus)) problems.add([...at, 'httpStatus'], h.httpStatus, 'must be a status like 200, 2xx or 200,204')
+    if (h.type === 'none') return
+    if (h.intervalMs < 10) problems.add([...at, 'interval'], h.intervalMs, 'must be at least 10ms')
+    if (h.timeoutMs < 1) problems.add([...at, 'timeout'], h.timeoutMs, 'must be more than 0')
+    // The type checks its own settings: one place for flags, the file and the prober's callers.
+    for (const p of checks[h.type].validate(h)) problems.add([...at, p.key], p.value, p.problem)
   },
 })
 
