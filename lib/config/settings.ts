@@ -24,8 +24,7 @@ import { parseDuration } from './duration.js'
 import { MAX_UDP_BUFFER_BYTES, MIN_UDP_BUFFER_BYTES } from './size.js'
 import { row, section, defaultsOf } from './table.js'
 
-export const PROTOCOL_NAMES = ['tcp', 'udp'] as const
-export type Protocol = (typeof PROTOCOL_NAMES)[number]
+export type Protocol = 'tcp' | 'udp'
 const PROTOCOL_SETS: Record<string, readonly Protocol[]> = { tcp: ['tcp'], udp: ['udp'], 'tcp,udp': ['tcp', 'udp'], 'udp,tcp': ['tcp', 'udp'] }
 
 const protocols = custom<readonly Protocol[]>({

@@ -41,7 +41,7 @@ export function parseExpectStatus(spec: string): ((status: number) => boolean) |
   return (status) => exact.has(status) || classes.has(Math.floor(status / 100))
 }
 
-export function validateHttp(httpPath: string, httpStatus: string): CheckProblem[] {
+function validateHttp(httpPath: string, httpStatus: string): CheckProblem[] {
   const problems: CheckProblem[] = []
   // The path goes verbatim into the request line: refuse anything that could split it.
   if (!/^\/[\x21-\x7e]*$/.test(httpPath)) problems.push({ key: 'httpPath', value: httpPath, problem: 'must start with "/" and hold only visible ASCII' })

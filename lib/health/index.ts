@@ -10,7 +10,7 @@ export { checks, startCheck, checkOnce, CHECK_TYPES, isCheckType } from './check
 export type { CheckKind, CheckProblem, CheckResult, CheckRunner, CheckSpec, CheckTarget, RunningCheck } from './checks.js'
 export { quoteBytes, MAX_REPLY_BYTES } from './stream-check.js'
 export { parseExpectStatus } from './http-check.js'
-export { resolveCheckOptions, CHECK_DEFAULTS, DEFAULT_JITTER_RATIO } from './options.js'
+export { resolveCheckOptions, CHECK_DEFAULTS } from './options.js'
 export type { CheckOptions, CheckType, ExpectMatch, FlapDamping, InitialState, ResolvedCheckOptions } from './options.js'
 export { step, initialHealth, isUp, isTransitional, maxHealth } from './rise-fall.js'
 export type { CounterStart, RiseFall, StepResult } from './rise-fall.js'

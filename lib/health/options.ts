@@ -105,7 +105,7 @@ export const CHECK_DEFAULTS = {
 } as const
 
 /** Each check delay is spread by ±10% so many backends are not checked in lockstep. */
-export const DEFAULT_JITTER_RATIO = 0.1
+const DEFAULT_JITTER_RATIO = 0.1
 
 const INITIAL_STATES: readonly InitialState[] = ['first-check', 'fully-up', 'up', 'down', 'fully-down']
 

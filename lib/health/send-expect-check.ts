@@ -33,7 +33,7 @@ const dialogue: Dialogue = {
 }
 
 /** Expected replies: at least one, none empty, each within what a check reads. */
-export function validateExpect(expect: readonly Buffer[] | undefined): CheckProblem[] {
+function validateExpect(expect: readonly Buffer[] | undefined): CheckProblem[] {
   // Without an expectation the check would pass on connect: that is a tcp check, say so.
   if (expect === undefined || expect.length === 0) return [{ key: 'expect', value: undefined, problem: 'a send-expect check needs at least one expected reply' }]
   if (expect.some((e) => e.length === 0)) return [{ key: 'expect', value: '', problem: 'an expected reply must not be empty' }]

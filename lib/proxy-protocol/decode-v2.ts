@@ -62,7 +62,7 @@ export function decodeV2(bytes: Buffer): ProxyHeader {
  * must have possible lengths (CRC32C exactly 4 and at most once, UNIQUE_ID up to 128, AUTHORITY
  * up to 255 as HAProxy enforces), and a CRC32C must match the header with its value read as zeros.
  */
-export function parseTlvs(bytes: Buffer, start: number): Tlv[] {
+function parseTlvs(bytes: Buffer, start: number): Tlv[] {
   const tlvs: Tlv[] = []
   const end = bytes.length
   let at = start

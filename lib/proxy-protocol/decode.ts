@@ -1,4 +1,4 @@
-import { ProxyHeaderError } from '../errors.js'
+import { ConfigError, ProxyHeaderError, StateError } from '../errors.js'
 import { DEFAULT_MAX_V2_LENGTH, V1_MAX_LENGTH, V1_TCP4_MAX_LENGTH, V2_ADDRESS_LENGTH, V2_HEADER_LENGTH, V2_SIGNATURE } from './constants.js'
 import { decodeV2, hex } from './decode-v2.js'
 import { formatIPv6, parseIPv4Into, parseIPv6Into } from './ip.js'
@@ -94,7 +94,7 @@ export class ProxyHeaderParser {
   constructor(options: ParserOptions = {}) {
     const max = options.maxV2Length ?? DEFAULT_MAX_V2_LENGTH
     if (!Number.isInteger(max) || max < 0 || max > 0xffff) {
-      throw new RangeError(`maxV2Length must be an integer 0-65535, got ${max}`)
+      throw new ConfigError('maxV2Length', max, 'must be an integer 0-65535')
     }
     this.#maxV2Length = max
   }
@@ -110,7 +110,7 @@ export class ProxyHeaderParser {
    */
   push(chunk: Buffer): ParseResult {
     if (this.#failure !== null) throw this.#failure
-    if (this.#finished) throw new Error('ProxyHeaderParser.push after the header was complete')
+    if (this.#finished) throw new StateError('ProxyHeaderParser.push after the header was complete')
     try {
       return this.#push(chunk)
     } catch (err) {

@@ -1,2 +1,2 @@
-export { UdpService, MAX_DATAGRAM_BYTES, type UdpStats, type UdpSessionInfo } from './service.js'
+export { UdpService, type UdpStats, type UdpSessionInfo } from './service.js'
 export { UdpSession, MAX_PENDING_DATAGRAMS, type SessionCloseReason } from './session.js'

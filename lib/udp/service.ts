@@ -20,9 +20,6 @@ import { RateLimitedLog } from '../log/rate-limit.js'
 import type { Backend, Pool, StateChange } from '../pool/index.js'
 import { UdpSession, type SessionCloseReason, type SessionOwner } from './session.js'
 
-/** Largest UDP payload over IPv4 (65535 − 8 UDP − 20 IP); the receive buffer per datagram. */
-export const MAX_DATAGRAM_BYTES = 65_507
-
 /** The idle sweep runs every idle/4, within these bounds: coarse on purpose, one timer per service. */
 const MIN_SWEEP_MS = 10
 const MAX_SWEEP_MS = 5_000
