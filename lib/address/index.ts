@@ -115,16 +115,25 @@ export class CidrList {
     return this.#blocks.length
   }
 
-  /** True when `ip` (any textual form, including IPv4-mapped IPv6) falls in one of the blocks. */
+  /**
+   * True when `ip` (any textual form, including IPv4-mapped IPv6) falls in one of the blocks.
+   * Allocates nothing: the text is parsed into a shared scratch array.
+   */
   contains(ip: string): boolean {
-    const text = canonicalIp(ip)
-    const family = isIP(text)
-    if (family === 0) return false
-    const words = family === 4 ? ipv4Words(text) : ipv6Words(text)
+    const family = parseIpInto(ip, SCRATCH)
+    return family !== 0 && this.containsWords(family, SCRATCH)
+  }
+
+  /**
+   * The same test for an address already parsed with parseIpInto, so one parse serves several
+   * lists (an allow and a deny list). Precondition: `family` is what parseIpInto returned.
+   */
+  containsWords(family: 4 | 6, words: Uint32Array): boolean {
+    const n = family === 4 ? 1 : 4
     for (const block of this.#blocks) {
       if (block.family !== family) continue
       let inside = true
-      for (let i = 0; i < words.length; i++) {
+      for (let i = 0; i < n; i++) {
         if (((words[i]! & block.masks[i]!) >>> 0) !== block.words[i]) {
           inside = false
           break
@@ -135,6 +144,8 @@ export class CidrList {
     return false
   }
 }
+
+const SCRATCH = new Uint32Array(4)
 
 function parseBlock(cidr: string): Block {
   const slash = cidr.indexOf('/')
@@ -151,7 +162,15 @@ function parseBlock(cidr: string): Block {
     prefix = Number(prefixText)
   }
   const canonical = family === 4 ? new Address4(ipText).correctForm() : new Address6(ipText).correctForm()
-  const words = family === 4 ? ipv4Words(canonical) : ipv6Words(canonical)
+  let words = family === 4 ? ipv4Words(canonical) : ipv6Words(canonical)
+  // `::ffff:10.0.0.0/104` is an IPv4 block: addresses are matched as IPv4 once unmapped.
+  if (family === 6 && prefix >= 96 && words[0] === 0 && words[1] === 0 && words[2] === 0xffff) {
+    return finishBlock(4, Uint32Array.of(words[3]!), prefix - 96)
+  }
+  return finishBlock(family, words, prefix)
+}
+
+function finishBlock(family: 4 | 6, words: Uint32Array, prefix: number): Block {
   const masks = new Uint32Array(words.length)
   for (let i = 0; i < masks.length; i++) {
     const wordBits = Math.max(0, Math.min(32, prefix - i * 32))
@@ -176,4 +195,118 @@ function ipv6Words(ip: string): Uint32Array {
     out[i] = ((padded[i * 4]! << 24) | (padded[i * 4 + 1]! << 16) | (padded[i * 4 + 2]! << 8) | padded[i * 4 + 3]!) >>> 0
   }
   return out
+}
+
+/**
+ * Parses an IP literal into 32-bit words, network order, without allocating (the ACL check runs
+ * once per connection): returns 4 with the address in `out[0]`, 6 with it in `out[0..3]`, or 0
+ * when `ip` is not an address. IPv4-mapped IPv6 (`::ffff:a.b.c.d`, in any spelling) returns 4:
+ * a dual-stack listener reports IPv4 clients that way and they must match IPv4 blocks. A zone
+ * (`fe80::1%eth0`) is ignored. Precondition: `out` has room for 4 words.
+ */
+export function parseIpInto(ip: string, out: Uint32Array): 0 | 4 | 6 {
+  let end = ip.indexOf('%')
+  if (end < 0) end = ip.length
+  if (ip.indexOf(':') < 0) return parseIpv4(ip, 0, end, out, 0) ? 4 : 0
+  if (!parseIpv6(ip, end, out)) return 0
+  if (out[0] === 0 && out[1] === 0 && out[2] === 0xffff) {
+    out[0] = out[3]!
+    return 4
+  }
+  return 6
+}
+
+/** Dotted quad in ip[from, end) into out[at]; no leading zeros (as inet_pton and isIP). */
+function parseIpv4(ip: string, from: number, end: number, out: Uint32Array, at: number): boolean {
+  let value = 0
+  let parts = 0
+  let i = from
+  while (parts < 4) {
+    let octet = 0
+    let digits = 0
+    const start = i
+    while (i < end) {
+      const c = ip.charCodeAt(i) - 48
+      if (c < 0 || c > 9) break
+      octet = octet * 10 + c
+      digits++
+      i++
+    }
+    if (digits === 0 || digits > 3 || octet > 255 || (digits > 1 && ip.charCodeAt(start) === 48)) return false
+    value = value * 256 + octet
+    parts++
+    if (parts === 4) break
+    if (i >= end || ip.charCodeAt(i) !== 46) return false
+    i++
+  }
+  if (i !== end) return false
+  out[at] = value
+  return true
+}
+
+const GROUPS = new Uint16Array(8)
+
+function hexValue(c: number): number {
+  if (c >= 48 && c <= 57) return c - 48
+  if (c >= 97 && c <= 102) return c - 87
+  if (c >= 65 && c <= 70) return c - 55
+  return -1
+}
+
+/** RFC 4291 section 2.2 text forms, including `::` and a trailing dotted quad. */
+function parseIpv6(ip: string, end: number, out: Uint32Array): boolean {
+  const g = GROUPS
+  let n = 0
+  let gap = -1
+  let i = 0
+  if (ip.charCodeAt(0) === 58) {
+    if (ip.charCodeAt(1) !== 58) return false
+    gap = 0
+    i = 2
+  }
+  while (i < end) {
+    let value = 0
+    let digits = 0
+    let j = i
+    for (; j < end; j++) {
+      const h = hexValue(ip.charCodeAt(j))
+      if (h < 0) break
+      value = value * 16 + h
+      digits++
+    }
+    if (j < end && ip.charCodeAt(j) === 46) {
+      // the last 32 bits as a dotted quad
+      if (n > 6 || !parseIpv4(ip, i, end, out, 3)) return false
+      g[n++] = out[3]! >>> 16
+      g[n++] = out[3]! & 0xffff
+      i = end
+      break
+    }
+    if (digits === 0 || digits > 4 || n === 8) return false
+    g[n++] = value
+    if (j === end) {
+      i = end
+      break
+    }
+    if (ip.charCodeAt(j) !== 58) return false
+    j++
+    if (ip.charCodeAt(j) === 58) {
+      if (gap >= 0) return false
+      gap = n
+      j++
+    } else if (j >= end) {
+      return false
+    }
+    i = j
+  }
+  if (gap < 0) {
+    if (n !== 8) return false
+  } else {
+    if (n > 7) return false
+    const tail = n - gap
+    for (let k = 0; k < tail; k++) g[7 - k] = g[n - 1 - k]!
+    for (let k = gap; k < 8 - tail; k++) g[k] = 0
+  }
+  for (let k = 0; k < 4; k++) out[k] = ((g[2 * k]! << 16) | g[2 * k + 1]!) >>> 0
+  return true
 }
