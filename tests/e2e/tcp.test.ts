@@ -95,18 +95,23 @@ t.test('bytes the client sends before the backend connects are not lost on retry
     const { data } = await within(5000, 'echo', readAll(socket))
     t.equal(data.toString(), 'alive\nearly bytes\n', `connection ${i}`)
   }
+  // Round-robin sends the first or the second connection to the dead backend: that one was
+  // retried, with its early bytes, on the live one (each connection's echo was checked above).
+  const retried = await lb.waitForLog('a retried connection', (l) => l.msg === 'connection closed' && l.attempts === 2)
+  t.match(retried, { backend: bs[0]!.address, bytesIn: 'early bytes\n'.length, reason: 'backend-closed' }, 'the retried connection carried the early bytes')
 })
 
 t.test('when no backend accepts, the client is closed promptly and the balancer keeps running', async (t) => {
   const dead = net.createServer()
   const deadPort = await listen(dead)
   await closeServer(dead)
-  const lb = await l4lb(t, ['-b', `127.0.0.1:${deadPort}`])
+  // A 30 s connect timeout: a refusal that was waited out instead of acted on would show.
+  const lb = await l4lb(t, ['-b', `127.0.0.1:${deadPort}`, '--connect-timeout', '30s'])
   const started = Date.now()
   const socket = await connect(lb.ports[0]!)
-  const { data } = await within(3000, 'close', readAll(socket))
+  const { data } = await within(15_000, 'close', readAll(socket))
   t.equal(data.length, 0)
-  t.ok(Date.now() - started < 1000, `closed after ${Date.now() - started}ms`)
+  t.ok(Date.now() - started < 15_000, `closed after ${Date.now() - started} ms, not after the 30 s connect timeout`)
   const line = await lb.waitForLog('connect-failed', (l) => l.reason === 'connect-failed')
   t.equal(line.attempts, 1, 'one backend, one attempt')
 })
