@@ -4,6 +4,7 @@
  * registry that mirrors them would add per-connection work and a dependency for ~80 lines.
  * Every metric name lives in this file (DESIGN: "a metric name in admin/").
  */
+import { REFUSAL_REASONS } from '../flow/index.js'
 import { readdirSync } from 'node:fs'
 import { BACKEND_STATES } from '../pool/index.js'
 import type { Runtime } from '../runtime/index.js'
@@ -90,6 +91,15 @@ export function renderMetrics(runtime: Runtime): string {
     m.metric('l4lb_udp_datagrams_total', 'counter', 'UDP datagrams proxied (in = from clients, out = from backends).', { service: h.name, direction: 'in' }, u.stats.datagramsIn)
     m.metric('l4lb_udp_datagrams_total', 'counter', 'UDP datagrams proxied (in = from clients, out = from backends).', { service: h.name, direction: 'out' }, u.stats.datagramsOut)
     m.metric('l4lb_udp_icmp_errors_total', 'counter', 'ICMP unreachable errors on upstream UDP sockets.', { service: h.name }, u.stats.icmpErrors)
+  }
+  for (const h of handles) {
+    // Zeros from the start: a refusal reason that never happened is still a series to alert on.
+    for (const [proto, flows] of [['tcp', h.tcp], ['udp', h.udp]] as const) {
+      if (!flows) continue
+      for (const reason of REFUSAL_REASONS) {
+        m.metric('l4lb_refused_total', 'counter', 'New connections (udp: sessions) refused at admission, by reason.', { service: h.name, proto, reason }, flows.admission.refused[reason])
+      }
+    }
   }
   m.metric('l4lb_draining_services', 'gauge', 'Services removed by a reload whose connections are still finishing.', {}, runtime.draining.size)
   m.metric('l4lb_draining_connections', 'gauge', 'Connections of removed services still open.', {}, [...runtime.draining].reduce((n, s) => n + s.activeConnections, 0))

@@ -123,6 +123,7 @@ export const BACKEND = [
   row('weight', integer(MIN_WEIGHT, MAX_WEIGHT), { flag: null, default: 1, help: 'share of new connections relative to the other backends' }),
   row('backup', boolean(), { flag: null, default: false, help: 'used only while no primary backend is usable' }),
   row('checkPort', port(), { flag: null, default: undefined, help: 'health-check this port instead of the backend\'s' }),
+  row('maxConns', integer(0, 10_000_000), { flag: null, default: 0, help: 'concurrent connections to this backend, 0 = unlimited; more wait up to --queue-timeout' }),
 ] as const
 
 export const SERVICE = [
@@ -149,6 +150,12 @@ export const SERVICE = [
   row('idleTimeout', duration(), { default: 3_600_000, help: 'close connections idle this long, 0 = never' }),
   row('retries', integer(0, 16), { default: 2, help: 'other backends to try when a connect fails' }),
   row('maxConns', integer(0, 10_000_000), { default: 0, help: 'concurrent connections per service, 0 = unlimited' }),
+  row('allow', cidrs(), { repeatable: true, default: [], help: 'admit only clients from these CIDRs, repeatable (default: everyone)' }),
+  row('deny', cidrs(), { repeatable: true, default: [], help: 'refuse clients from these CIDRs, repeatable; deny wins over allow' }),
+  row('maxConnsPerIp', integer(0, 10_000_000), { default: 0, help: 'concurrent connections per client address, 0 = unlimited' }),
+  row('ratePerIp', integer(0, 10_000_000), { arg: '<n>', default: 0, help: 'new connections (udp: sessions) per second per client address, 0 = unlimited' }),
+  row('logConnections', oneOf(['all', 'errors', 'none']), { default: 'all', help: 'one log line per closed connection: all, only failed ones (errors), or none' }),
+  row('queueTimeout', duration(), { default: 0, help: 'how long a connection may wait for a backend below its maxConns, 0 = refuse at once' }),
   row('drainTimeout', duration(), { default: 30_000, help: 'on SIGTERM, wait this long for connections' }),
   // HAProxy's and nginx's habit: a deep accept queue for bursts of new connections.
   row('backlog', integer(1, 65535), { default: 4096, help: 'listen backlog' }),
@@ -158,6 +165,7 @@ export const SERVICE = [
   row('udpIdleTimeout', duration({ min: 10 }), { default: 30_000, help: 'udp: end a session idle this long' }),
   row('udpResponses', integer(0, 1_000_000), { default: 0, help: 'udp: replies per client datagram before the session ends, 0 = unlimited (1 for DNS)' }),
   row('udpMaxSessions', integer(1, 10_000_000), { default: 100_000, help: 'udp: sessions per service; new flows beyond it are dropped' }),
+  row('udpMaxSessionsPerIp', integer(0, 10_000_000), { default: 0, help: 'udp: sessions per client address, 0 = unlimited' }),
   // 4 MiB absorbs bursts between event-loop turns; Linux caps it at net.core.rmem_max.
   row('udpBuffer', size(MIN_UDP_BUFFER_BYTES, MAX_UDP_BUFFER_BYTES), { default: 4 * 1024 * 1024, help: 'udp: receive/send buffer of listening sockets, e.g. 4MiB' }),
   row('udpKeepOnDown', boolean(), {

@@ -81,13 +81,13 @@ export async function resolveBackends(configured: readonly BackendConfig[], reso
       const host = r.name.toLowerCase().replace(/\.$/, '')
       const family = isIP(host)
       backends.push({
+        ...b,
         name: formatHostPort(host, r.port),
         host,
         port: r.port,
         family: family === 4 || family === 6 ? family : 0,
         weight: srvWeight(r.weight, max),
         backup: b.backup || r.priority !== best,
-        checkPort: b.checkPort,
         srv: false,
       })
       addresses.push(family ? host : await resolveOne(resolver, host))

@@ -12,11 +12,10 @@ import { lookup as dnsLookup, type LookupOneOptions } from 'node:dns'
 import { isIP } from 'node:net'
 import type { Logger } from 'pino'
 import { canonicalIp, formatHostPort, type HostPort } from '../address/index.js'
-import { keyHash } from '../balance/index.js'
 import type { ServiceConfig } from '../config/index.js'
-import { errorCode, ListenError, LOCAL_ERROR_CODES, listenProblem } from '../errors.js'
+import { errorCode } from '../errors.js'
+import { FlowContext, FlowLog, FlowTable, bindWithFallback, dispositionOf } from '../flow/index.js'
 import { datagramHeader } from '../proxy-protocol/index.js'
-import { RateLimitedLog } from '../log/rate-limit.js'
 import type { Backend, Pool, StateChange } from '../pool/index.js'
 import { UdpSession, type SessionCloseReason, type SessionOwner } from './session.js'
 
@@ -27,7 +26,7 @@ const MAX_SWEEP_MS = 5_000
 export interface UdpStats {
   sessionsCreated: number
   sessionsClosed: number
-  /** New flows dropped because `udpMaxSessions` sessions were open. */
+  /** New flows dropped at admission (`udpMaxSessions`, per-source limits, ACLs): see admission.refused. */
   droppedMaxSessions: number
   /** New flows dropped because no backend was usable. */
   noBackend: number
@@ -54,31 +53,22 @@ export interface UdpSessionInfo {
 
 export class UdpService implements SessionOwner {
   readonly name: string
-  readonly pool: Pool
-  #config: ServiceConfig
-  readonly #logger: Logger
+  readonly #log: FlowLog
   readonly #sockets: Socket[] = []
-  readonly #sessions = new Map<string, UdpSession>()
-  readonly #errors: RateLimitedLog
-  #hashByIp: boolean
-  /** Replies per client datagram before a session ends; 0 = unlimited. */
-  #responses: number
+  readonly #sessions = new FlowTable<string, UdpSession>()
   readonly stats: UdpStats = {
     sessionsCreated: 0, sessionsClosed: 0, droppedMaxSessions: 0, noBackend: 0, datagramsIn: 0, datagramsOut: 0,
     bytesIn: 0, bytesOut: 0, icmpErrors: 0, handlerErrors: 0,
   }
+  /** What a session begun now takes along (config, pool, admission); replaced on reload. */
+  #context: FlowContext
   #sweep: NodeJS.Timeout | undefined
-  #closedListeners: Array<() => void> = []
   #bufferWarned = false
 
   constructor(config: ServiceConfig, pool: Pool, logger: Logger) {
     this.name = config.name
-    this.pool = pool
-    this.#config = config
-    this.#logger = logger.child({ service: config.name, proto: 'udp' })
-    this.#errors = new RateLimitedLog(this.#logger)
-    this.#hashByIp = config.hashKey === 'src-ip'
-    this.#responses = config.udpResponses
+    this.#log = new FlowLog(logger.child({ service: config.name, proto: 'udp' }), config.logConnections)
+    this.#context = new FlowContext(config, pool, this.#log, 'udp')
     pool.onStateChange(this.#onBackendState)
   }
 
@@ -92,17 +82,25 @@ export class UdpService implements SessionOwner {
   }
 
   get config(): ServiceConfig {
-    return this.#config
+    return this.#context.config
+  }
+
+  get pool(): Pool {
+    return this.#context.pool
+  }
+
+  /** Admission of new sessions, with its refusal counts. */
+  get admission(): FlowContext['admission'] {
+    return this.#context.admission
   }
 
   /**
-
-
+   * Reload: new sessions use the new config; existing ones keep the context they began with.
+   * The pool is the service's for its whole life (updated in place). The sockets stay open.
    */
   update(config: ServiceConfig): void {
-    this.#config = config
-    this.#hashByIp = config.hashKey === 'src-ip'
-    this.#responses = config.udpResponses
+    this.#context = new FlowContext(config, this.#context.pool, this.#log, 'udp', this.#context)
+    this.#log.mode = config.logConnections
   }
 
   /** The addresses actually bound (port 0 resolved), in listen order. */
@@ -118,13 +116,13 @@ export class UdpService implements SessionOwner {
    * with `tcp,udp` and port 0 the UDP socket must take the port TCP was given.
    */
   async listen(ports?: readonly number[]): Promise<void> {
-    const listen = this.#config.listen
+    const listen = this.config.listen
     for (let i = 0; i < listen.length; i++) {
       const address = listen[i]!
       const port = ports?.[i] ?? address.port
-      this.#sockets.push(await this.#bind({ ...address, port }))
+      this.#sockets.push(await bindWithFallback({ ...address, port }, 'udp ', (a) => this.#bind(a)))
     }
-    const sweepMs = Math.min(MAX_SWEEP_MS, Math.max(MIN_SWEEP_MS, Math.floor(this.#config.udpIdleTimeoutMs / 4)))
+    const sweepMs = Math.min(MAX_SWEEP_MS, Math.max(MIN_SWEEP_MS, Math.floor(this.config.udpIdleTimeoutMs / 4)))
     this.#sweep = setInterval(this.#sweepIdle, sweepMs)
     this.#sweep.unref()
   }
@@ -136,16 +134,12 @@ export class UdpService implements SessionOwner {
     try {
       await bindOnce(socket, address.host, address.port)
     } catch (err) {
-      const code = errorCode(err)
       try {
         socket.close()
       } catch {
         // never bound
       }
-      if (address.host === '::' && (code === 'EAFNOSUPPORT' || code === 'EADDRNOTAVAIL')) {
-        return this.#bind({ host: '0.0.0.0', port: address.port, family: 4 })
-      }
-      throw new ListenError(`udp ${formatHostPort(address.host, address.port)}`, listenProblem(code), err)
+      throw err
     }
     this.#setBuffers(socket)
     socket.on('message', this.#onMessage)
@@ -155,12 +149,12 @@ export class UdpService implements SessionOwner {
 
   /** Large buffers absorb bursts between event-loop turns; the kernel may cap them (rmem_max). */
   #setBuffers(socket: Socket): void {
-    const wanted = this.#config.udpBufferBytes
+    const wanted = this.config.udpBufferBytes
     try {
       socket.setRecvBufferSize(wanted)
       socket.setSendBufferSize(wanted)
     } catch (err) {
-      this.#logger.warn({ code: errorCode(err), wanted }, 'cannot set UDP socket buffer sizes')
+      this.#log.logger.warn({ code: errorCode(err), wanted }, 'cannot set UDP socket buffer sizes')
       return
     }
     // Linux stores and reports double the value asked for (the extra is its bookkeeping), capped
@@ -169,7 +163,7 @@ export class UdpService implements SessionOwner {
     const got = process.platform === 'linux' ? Math.floor(reported / 2) : reported
     if (got < wanted && !this.#bufferWarned) {
       this.#bufferWarned = true
-      this.#logger.warn(
+      this.#log.logger.warn(
         { wanted, got, hint: 'raise net.core.rmem_max and net.core.wmem_max (sysctl) to allow larger UDP buffers' },
         'kernel capped the UDP receive buffer',
       )
@@ -194,7 +188,7 @@ export class UdpService implements SessionOwner {
   async close(): Promise<void> {
     await this.stopAccepting()
     this.closeAll('shutdown')
-    this.#logger.info({ ...this.stats }, 'udp service stopped')
+    this.#log.logger.info({ ...this.stats }, 'udp service stopped')
   }
 
   /** Ends every session now. */
@@ -204,8 +198,7 @@ export class UdpService implements SessionOwner {
 
   /** Resolves when no session is left (or at once if none). */
   whenIdle(): Promise<void> {
-    if (this.#sessions.size === 0) return Promise.resolve()
-    return new Promise((resolve) => this.#closedListeners.push(resolve))
+    return this.#sessions.whenIdle()
   }
 
   /** A snapshot for the admin API: one entry per session. */
@@ -233,7 +226,7 @@ export class UdpService implements SessionOwner {
       this.#forward(msg, rinfo)
     } catch (err) {
       this.stats.handlerErrors++
-      this.#errors.warn({ err, client: formatHostPort(rinfo.address, rinfo.port) }, 'udp datagram handler failed')
+      this.#log.warn({ err, client: formatHostPort(rinfo.address, rinfo.port) }, 'udp datagram handler failed')
     }
   }
 
@@ -241,16 +234,11 @@ export class UdpService implements SessionOwner {
     const key = `${rinfo.address}:${rinfo.port}`
     const now = Date.now()
     let session = this.#sessions.get(key)
-    if (session !== undefined) {
-      const backend = session.backend
-      // Lazily, on the session's next datagram: a backend taken out moves its sessions (drain keeps them).
-      if (backend.admin === 'maint') {
-        this.#end(session, 'backend-maint')
-        session = undefined
-      } else if (!backend.healthUp && !this.#config.udpKeepOnDown) {
-        this.#end(session, 'backend-down')
-        session = undefined
-      }
+    // Lazily, on the session's next datagram: a session whose backend left moves if the policy
+    // says so (lib/flow/policy: drain keeps it; udpKeepOnDown keeps it on down and maint).
+    if (session !== undefined && !session.backend.usable && dispositionOf(session.backend.state, session.context.config, true, true) === 'move') {
+      this.#end(session, session.backend.state === 'maint' ? 'backend-maint' : 'backend-down')
+      session = undefined
     }
     if (session === undefined) {
       session = this.#open(key, rinfo, now)
@@ -265,36 +253,42 @@ export class UdpService implements SessionOwner {
   }
 
   #open(key: string, rinfo: RemoteInfo, now: number): UdpSession | undefined {
-    if (this.#sessions.size >= this.#config.udpMaxSessions) {
+    const context = this.#context
+    const refused = context.admission.admit(rinfo.address)
+    if (refused !== null) {
       this.stats.droppedMaxSessions++
+      this.#log.refused(refused, { client: formatHostPort(rinfo.address, rinfo.port) }, 'udp flow dropped')
       return undefined
     }
     const ip = canonicalIp(rinfo.address)
-    const hash = keyHash(this.#hashByIp ? ip : `${ip}:${rinfo.port}`)
-    const backend = this.pool.pick(hash)
+    const backend = context.pool.pick(context.key(ip, rinfo.port))
     if (backend === undefined) {
+      context.admission.release(rinfo.address)
       this.stats.noBackend++
       return undefined
     }
     const listener = this.#listenerFor(rinfo)
-    if (listener === undefined) return undefined
-    let session: UdpSession
+    let session: UdpSession | undefined
     try {
-      session = new UdpSession(this, key, rinfo.address, ip, rinfo.port, backend, this.pool, listener, now)
+      if (listener !== undefined) session = new UdpSession(this, key, rinfo.address, ip, rinfo.port, backend, context, listener, now)
     } catch (err) {
       // EMFILE and friends: our shortage, not the backend's.
-      this.#errors.warn({ code: errorCode(err), backend: backend.name }, 'cannot open an upstream UDP socket')
+      this.#log.warn({ code: errorCode(err), backend: backend.name }, 'cannot open an upstream UDP socket')
+    }
+    if (session === undefined) {
+      context.admission.release(rinfo.address)
       return undefined
     }
-    if (this.#config.proxyProtocol === 'v2') {
+    const config = context.config
+    if (config.proxyProtocol === 'v2') {
       // The listener's bound address is the destination: Node gives no per-datagram local address.
-      const local = listener.address()
-      session.proxyHeader = datagramHeader({ address: ip, port: rinfo.port }, { address: local.address, port: local.port }, 'v2', { crc32c: this.#config.proxyV2Crc32c })
-      session.proxyHeaderOnce = this.#config.proxyUdpFirstOnly
+      const local = session.listener.address()
+      session.proxyHeader = datagramHeader({ address: ip, port: rinfo.port }, { address: local.address, port: local.port }, 'v2', { crc32c: config.proxyV2Crc32c })
+      session.proxyHeaderOnce = config.proxyUdpFirstOnly
     }
     this.#sessions.set(key, session)
     this.stats.sessionsCreated++
-    this.pool.connectionOpened(backend)
+    context.pool.connectionOpened(backend)
     return session
   }
 
@@ -325,38 +319,37 @@ export class UdpService implements SessionOwner {
       return
     }
     // nginx proxy_responses: N replies expected per client datagram; all in → the exchange is over.
-    if (this.#responses > 0 && session.datagramsOut >= session.datagramsIn * this.#responses) this.#end(session, 'responses')
+    const responses = session.context.config.udpResponses
+    if (responses > 0 && session.datagramsOut >= session.datagramsIn * responses) this.#end(session, 'responses')
   }
 
   /** An error on the upstream socket: ICMP unreachable is a passive failure of the backend. */
   upstreamError(session: UdpSession, err: NodeJS.ErrnoException): void {
     const code = err.code ?? 'error'
-    const backend = session.backend
-    backend.lastError = code
-    if (LOCAL_ERROR_CODES.has(code)) {
-      this.#errors.warn({ code, backend: backend.name }, 'udp send to a backend failed')
+    if (!session.context.backendFailed(session.backend, code)) {
       this.#end(session, 'local-error')
       return
     }
     this.stats.icmpErrors++
-    session.pool.observeConnectFailure(backend, code)
     // The next datagram opens a new session; the pool steers it around this backend meanwhile.
     this.#end(session, 'backend-error')
   }
 
   readonly #sweepIdle = (): void => {
-    const deadline = Date.now() - this.#config.udpIdleTimeoutMs
+    const deadline = Date.now() - this.config.udpIdleTimeoutMs
     for (const session of this.#sessions.values()) if (session.lastActivity <= deadline) this.#end(session, 'idle-timeout')
   }
 
   readonly #onSocketError = (err: NodeJS.ErrnoException): void => {
-    this.#errors.warn({ code: err.code, active: this.#sessions.size }, 'udp socket error')
+    this.#log.warn({ code: err.code, active: this.#sessions.size }, 'udp socket error')
   }
 
+  /** Cuts sessions at once when the policy says cut; moving happens lazily, on the next datagram. */
   readonly #onBackendState = (change: StateChange): void => {
-    // onDown shutdown (the TCP flag) ends sessions at once too; otherwise they move on their next datagram.
-    if (change.to !== 'down' || this.#config.onDown !== 'shutdown' || this.#config.udpKeepOnDown) return
-    for (const s of this.#sessions.values()) if (s.backend === change.backend) this.#end(s, 'backend-down')
+    if (change.to !== 'down') return
+    for (const s of this.#sessions.values()) {
+      if (s.backend === change.backend && dispositionOf(change.to, s.context.config, true, true) === 'cut') this.#end(s, 'backend-down')
+    }
   }
 
   #end(session: UdpSession, reason: SessionCloseReason): void {
@@ -365,25 +358,19 @@ export class UdpService implements SessionOwner {
     this.#sessions.delete(session.key)
     this.stats.sessionsClosed++
     const backend: Backend = session.backend
+    session.context.admission.release(session.replyAddress)
     session.pool.connectionClosed(backend, session.bytesIn, session.bytesOut)
-    this.#logger.info(
-      {
-        client: formatHostPort(session.clientIp, session.clientPort),
-        backend: backend.name,
-        datagramsIn: session.datagramsIn,
-        datagramsOut: session.datagramsOut,
-        bytesIn: session.bytesIn,
-        bytesOut: session.bytesOut,
-        durationMs: Date.now() - session.startedAt,
-        reason,
-      },
-      'session closed',
-    )
-    if (this.#sessions.size === 0 && this.#closedListeners.length > 0) {
-      const listeners = this.#closedListeners
-      this.#closedListeners = []
-      for (const l of listeners) l()
-    }
+    if (!this.#log.wantsClose(reason)) return
+    this.#log.close(reason, {
+      client: formatHostPort(session.clientIp, session.clientPort),
+      backend: backend.name,
+      datagramsIn: session.datagramsIn,
+      datagramsOut: session.datagramsOut,
+      bytesIn: session.bytesIn,
+      bytesOut: session.bytesOut,
+      durationMs: Date.now() - session.startedAt,
+      reason,
+    }, 'session closed')
   }
 }
 

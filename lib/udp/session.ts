@@ -3,6 +3,7 @@
  * datagrams to one backend. The kernel matches replies to the flow by the upstream socket's
  * 4-tuple, so a reply needs no lookup; it goes back to the client from the listening socket.
  */
+import type { FlowContext } from '../flow/index.js'
 import dgram, { type Socket } from 'node:dgram'
 import { isIPv6 } from 'node:net'
 import type { Backend, Pool } from '../pool/index.js'
@@ -36,8 +37,8 @@ export class UdpSession {
   readonly clientIp: string
   readonly clientPort: number
   readonly backend: Backend
-  /** The pool the backend was picked from; a reload swaps the service's pool, not this one. */
-  readonly pool: Pool
+  /** Config, pool and admission as they were when the session began. */
+  readonly context: FlowContext
   /** The listening socket the client talks to; replies leave from it. */
   readonly listener: Socket
   readonly startedAt: number
@@ -54,14 +55,14 @@ export class UdpSession {
   readonly #upstream: Socket
   #pending: Buffer[] | null = []
 
-  constructor(owner: SessionOwner, key: string, replyAddress: string, clientIp: string, clientPort: number, backend: Backend, pool: Pool, listener: Socket, now: number) {
+  constructor(owner: SessionOwner, key: string, replyAddress: string, clientIp: string, clientPort: number, backend: Backend, context: FlowContext, listener: Socket, now: number) {
     this.#owner = owner
     this.key = key
     this.replyAddress = replyAddress
     this.clientIp = clientIp
     this.clientPort = clientPort
     this.backend = backend
-    this.pool = pool
+    this.context = context
     this.listener = listener
     this.startedAt = now
     this.lastActivity = now
@@ -72,6 +73,10 @@ export class UdpSession {
     upstream.once('connect', this.#onConnect)
     // Binds an ephemeral port, then connect(2)s: the kernel drops datagrams from anyone else.
     upstream.connect(backend.port, backend.address)
+  }
+
+  get pool(): Pool {
+    return this.context.pool
   }
 
   /** Forwards one client datagram (counted by the caller). */

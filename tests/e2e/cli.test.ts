@@ -10,7 +10,7 @@ const badFlags: Array<[string[], string]> = [
   [['-l', 'db1', '-b', 'db1:5432'], 'l4lb: --listen "db1": expected host:port'],
   [['-l', ':5432', '-b', '::1:5432'], 'l4lb: --backend "::1:5432": IPv6 addresses need brackets: [addr]:port'],
   [['-l', ':5432', '-b', 'db1:5432,weight=0'], 'l4lb: --backend "db1:5432,weight=0": must be a whole number from 1 to 256'],
-  [['-l', ':5432', '-b', 'db1:5432,heavy'], 'l4lb: --backend "db1:5432,heavy": unknown backend option "heavy" (use weight=N, backup, check-port=N)'],
+  [['-l', ':5432', '-b', 'db1:5432,heavy'], 'l4lb: --backend "db1:5432,heavy": unknown backend option "heavy" (use weight=N, backup, check-port=N, max-conns=N)'],
   [['-l', ':5432', '-b', 'db1:5432', '--connect-timeout', '5'], 'l4lb: --connect-timeout "5": needs a unit: ms, s, m or h (e.g. "5s")'],
   [['-l', ':5432', '-b', 'db1:5432', '--idle-timeout', 'forever'], 'l4lb: --idle-timeout "forever": not a duration: use a number with ms, s, m or h (e.g. "500ms", "5s", "1m30s")'],
   [['-l', ':5432', '-b', 'db1:5432', '--retries', '-1'], 'l4lb: --retries "-1": must be a whole number from 0 to 16'],

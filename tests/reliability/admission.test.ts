@@ -1,0 +1,111 @@
+// Issue 12 item 3: admission control at the admit stage, refusals counted per reason and logged
+// through one rate-limited line per reason; the per-connection line has its own switch.
+import t from 'tap'
+import { EchoBackend, connect, eventually, readAll, readLine, spawnL4lb, whoAnswers, within, type L4lbProcess } from '../helpers/index.js'
+import { UdpClient, UdpEchoBackend } from '../helpers/udp.js'
+
+async function l4lb(t: { teardown(fn: () => unknown): void }, args: string[]): Promise<{ lb: L4lbProcess; admin: string }> {
+  const lb = await spawnL4lb([...args, '--admin', '127.0.0.1:0'])
+  t.teardown(() => lb.stop())
+  const admin = (await lb.waitForLog('admin line', (l) => l.msg === 'admin endpoint listening')).admin as string
+  return { lb, admin }
+}
+
+async function refusedCount(admin: string, reason: string, proto = 'tcp'): Promise<number> {
+  const text = await (await fetch(`http://${admin}/metrics`)).text()
+  const m = new RegExp(`^l4lb_refused_total\\{service="default",proto="${proto}",reason="${reason}"\\} (\\d+)$`, 'm').exec(text)
+  return m ? Number(m[1]) : -1
+}
+
+/** Connects from `from` and reports whether the backend greeted (served) or the socket closed empty. */
+async function served(port: number, from: string): Promise<boolean> {
+  const socket = await within(5000, 'connect', connect(port, '127.0.0.1', from))
+  try {
+    return (await readLine(socket, 3000).catch(() => '')) !== ''
+  } finally {
+    socket.destroy()
+  }
+}
+
+t.test('--deny wins over --allow; refusals are counted and logged once a second with a suppressed count', async (t) => {
+  const backend = await new EchoBackend('alpha').start()
+  t.teardown(() => backend.stop())
+  const { lb, admin } = await l4lb(t, ['-l', '127.0.0.1:0', '-b', backend.address, '--check', 'none', '--allow', '127.0.0.0/8', '--deny', '127.7.0.0/16'])
+  const port = lb.ports[0]!
+  t.equal(await served(port, '127.8.0.1'), true, 'an allowed source is served')
+  for (let i = 0; i < 40; i++) {
+    const s = await connect(port, '127.0.0.1', '127.7.0.1')
+    const { data } = await within(3000, 'close', readAll(s))
+    t.equal(data.length, 0)
+  }
+  await eventually('40 denials counted', async () => (await refusedCount(admin, 'denied')) === 40)
+  t.equal(await refusedCount(admin, 'not-allowed'), 0, 'other reasons exported as zero')
+  const lines = lb.logs.filter((l) => l.msg === 'connection refused' && l.reason === 'denied')
+  t.ok(lines.length >= 1 && lines.length <= 3, `40 denials in well under 3 s make ${lines.length} line(s), not 40`)
+  t.equal(backend.accepted, 1, 'no denied connection reached the backend')
+  // The next line of the same reason carries how many were dropped meanwhile.
+  await new Promise((resolve) => setTimeout(resolve, 1100))
+  await connect(port, '127.0.0.1', '127.7.0.2').then((s) => readAll(s))
+  const next = await lb.waitForLog('the next denial line', (l) => l.msg === 'connection refused' && l.reason === 'denied' && Number(l.suppressed) > 0)
+  t.ok(Number(next.suppressed) >= 30, `suppressed ${String(next.suppressed)}`)
+})
+
+t.test('--max-conns-per-ip: a source at its limit is refused, others are served, and a close frees a slot', async (t) => {
+  const backend = await new EchoBackend('alpha').start()
+  t.teardown(() => backend.stop())
+  const { lb, admin } = await l4lb(t, ['-l', '127.0.0.1:0', '-b', backend.address, '--check', 'none', '--max-conns-per-ip', '2'])
+  const port = lb.ports[0]!
+  const held = [await connect(port, '127.0.0.1', '127.9.0.1'), await connect(port, '127.0.0.1', '127.9.0.1')]
+  t.teardown(() => held.forEach((s) => s.destroy()))
+  for (const s of held) t.equal(await readLine(s), 'alpha')
+  t.equal(await served(port, '127.9.0.1'), false, 'a third from the same source is refused')
+  t.equal(await refusedCount(admin, 'max-conns-per-ip'), 1)
+  t.equal(await served(port, '127.9.0.2'), true, 'another source is served')
+  held[0]!.destroy()
+  await eventually('the slot to free', () => served(port, '127.9.0.1'), 5000, 100)
+})
+
+t.test('--rate-per-ip: a burst beyond N/s from one source is refused, another source is not', async (t) => {
+  const backend = await new EchoBackend('alpha').start()
+  t.teardown(() => backend.stop())
+  const { lb, admin } = await l4lb(t, ['-l', '127.0.0.1:0', '-b', backend.address, '--check', 'none', '--rate-per-ip', '5'])
+  const port = lb.ports[0]!
+  const results: boolean[] = []
+  for (let i = 0; i < 15; i++) results.push(await served(port, '127.10.0.1'))
+  const ok = results.filter(Boolean).length
+  // A bucket of 5 refills at 5/s: the 15 tries take well under a second here, so 5 to about 9 pass.
+  t.ok(ok >= 5 && ok <= 10, `${ok} of 15 served`)
+  t.equal(await refusedCount(admin, 'rate-per-ip'), 15 - ok, 'every refusal counted')
+  t.equal(await served(port, '127.10.0.2'), true, 'another source has its own bucket')
+})
+
+t.test('udp: --udp-max-sessions-per-ip drops a second flow from the same address only', async (t) => {
+  const backend = await new UdpEchoBackend('u1').start()
+  t.teardown(() => backend.stop())
+  const { lb, admin } = await l4lb(t, ['-l', '127.0.0.1:0', '--protocol', 'udp', '-b', backend.address, '--check', 'none', '--udp-max-sessions-per-ip', '1'])
+  const port = lb.udpPorts[0]!
+  const first = await UdpClient.bound('127.11.0.1')
+  const second = await UdpClient.bound('127.11.0.1')
+  const other = await UdpClient.bound('127.11.0.2')
+  t.teardown(() => Promise.all([first, second, other].map((c) => c.close())))
+  t.equal((await first.ask('one', port)).toString(), 'u1:one', 'the first flow is served')
+  t.equal(await second.ask('two', port, '127.0.0.1', 500).catch(() => null), null, 'a second flow from the same address is dropped')
+  t.equal((await other.ask('three', port)).toString(), 'u1:three', 'another address is served')
+  t.equal(await refusedCount(admin, 'max-sessions-per-ip', 'udp'), 1)
+})
+
+t.test('--log-connections errors keeps failures and state changes, drops ordinary close lines; none drops both kinds of close line', async (t) => {
+  const backend = await new EchoBackend('alpha').start()
+  t.teardown(() => backend.stop())
+  for (const mode of ['errors', 'none'] as const) {
+    const { lb } = await l4lb(t, ['-l', '127.0.0.1:0', '-b', backend.address, '-b', '127.0.0.1:1', '--balance', 'round-robin', '--check', 'none', '--retries', '0', '--log-connections', mode])
+    const port = lb.ports[0]!
+    const answers = [await whoAnswers(port).catch(() => 'refused'), await whoAnswers(port).catch(() => 'refused')]
+    t.same(answers.sort(), ['alpha', 'refused'], 'one served, one failed to connect')
+    await new Promise((resolve) => setTimeout(resolve, 300))
+    const closes = lb.logs.filter((l) => l.msg === 'connection closed')
+    if (mode === 'errors') t.same(closes.map((l) => l.reason), ['connect-failed'], 'only the failure is logged')
+    else t.same(closes, [], 'no close line at all')
+    t.ok(lb.logs.some((l) => l.msg === 'listening'), 'other lines are still there')
+  }
+})
