@@ -149,6 +149,7 @@ export const SERVICE = [
   row('connectTimeout', duration({ min: 1, tooSmall: 'must be more than 0' }), { default: 5_000, help: 'backend connect timeout' }),
   row('idleTimeout', duration(), { default: 3_600_000, help: 'close connections idle this long, 0 = never' }),
   row('retries', integer(0, 16), { default: 2, help: 'other backends to try when a connect fails' }),
+  row('slowStart', duration(), { default: 0, help: 'a backend that comes back up ramps from near zero to its full weight over this long (HAProxy slowstart), 0 = off' }),
   row('maxConns', integer(0, 10_000_000), { default: 0, help: 'concurrent connections per service, 0 = unlimited' }),
   row('allow', cidrs(), { repeatable: true, default: [], help: 'admit only clients from these CIDRs, repeatable (default: everyone)' }),
   row('deny', cidrs(), { repeatable: true, default: [], help: 'refuse clients from these CIDRs, repeatable; deny wins over allow' }),

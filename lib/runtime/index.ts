@@ -108,6 +108,7 @@ export class Runtime {
       // Checked backends start `starting` and come up on their first passing check (README:
       // "Initial state"); with no checks there is nothing to wait for.
       checked: service.health.type !== 'none',
+      slowStartMs: service.slowStartMs,
     })
     pool.onStateChange(this.#logStateChange)
     const handle = new ServiceHandle(service, pool, new ServiceHealth(pool))
@@ -131,6 +132,7 @@ export class Runtime {
       backends: resolved.backends,
       addresses: resolved.addresses,
       checked: service.health.type !== 'none',
+      slowStartMs: service.slowStartMs,
     })
     handle.resolvedSignature = signature(resolved)
     await handle.health.apply(service.health)
