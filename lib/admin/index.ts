@@ -1,5 +1,6 @@
 /**
- * The admin endpoint (off unless configured): `GET /status` JSON, `GET /metrics` Prometheus
+ * The admin endpoint (off unless configured): `GET /status` JSON, `GET /healthz` (200/503 for
+ * routers), `GET /metrics` Prometheus
  * text, `POST /backends/{service}/{address}/{drain|maint|enable}`. Optional bearer token read
  * once from a file. Listens on host:port or a unix socket path.
  */
@@ -14,9 +15,11 @@ import type { AdminState } from '../pool/index.js'
 import type { Runtime } from '../runtime/index.js'
 import { renderMetrics } from './metrics.js'
 import { statusOf } from './status.js'
+import { healthzOf } from './healthz.js'
 
 export { renderMetrics } from './metrics.js'
 export { statusOf, type Status } from './status.js'
+export { healthzOf, type Healthz } from './healthz.js'
 
 /** Sessions listed per /sessions request unless `?limit=` says otherwise (the table can be 100k). */
 const SESSIONS_LIMIT = 1000
@@ -80,6 +83,7 @@ export class AdminServer {
       if (!this.#authorized(req)) return send(res, 401, { error: 'missing or wrong bearer token' })
       const url = new URL(req.url ?? '/', 'http://admin')
       if (req.method === 'GET' && url.pathname === '/status') return send(res, 200, statusOf(this.#runtime))
+      if (req.method === 'GET' && url.pathname === '/healthz') return this.#healthz(res)
       if (req.method === 'GET' && url.pathname === '/metrics') {
         res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' })
         return void res.end(renderMetrics(this.#runtime))
@@ -91,11 +95,17 @@ export class AdminServer {
         if (req.method !== 'POST') return send(res, 405, { error: 'use POST' })
         return this.#setState(res, decodeURIComponent(m[1]!), decodeURIComponent(m[2]!), m[3]!)
       }
-      send(res, 404, { error: 'not found: try GET /status, GET /metrics, GET /sessions/{service}, POST /backends/{service}/{address}/{drain|maint|enable}' })
+      send(res, 404, { error: 'not found: try GET /status, GET /healthz, GET /metrics, GET /sessions/{service}, POST /backends/{service}/{address}/{drain|maint|enable}' })
     } catch (err) {
       this.#logger.error({ err }, 'admin request failed')
       send(res, 500, { error: 'internal error' })
     }
+  }
+
+  /** For routers and vrrp_scripts: the status code is the answer, the body says why. */
+  #healthz(res: ServerResponse): void {
+    const health = healthzOf(this.#runtime)
+    send(res, health.healthy ? 200 : 503, health)
   }
 
   /** The UDP session table of a service (client, backend, age, idle, counts), most idle last. */

@@ -43,6 +43,7 @@ export function renderMetrics(runtime: Runtime): string {
     }
   }
   for (const h of handles) {
+    for (const b of h.pool.backends) m.metric('l4lb_queue_length', 'gauge', 'Connections waiting now for a slot of a backend at its maxConns.', { service: h.name, backend: b.name }, h.pool.queued(b))
     for (const b of h.pool.backends) m.metric('l4lb_active_connections', 'gauge', 'Connections open to a backend now.', { service: h.name, backend: b.name }, h.pool.active[b.id] ?? 0)
   }
   for (const h of handles) {
@@ -78,6 +79,9 @@ export function renderMetrics(runtime: Runtime): string {
     m.metric('l4lb_accepted_total', 'counter', 'Client connections accepted.', { service: h.name }, s.accepted)
     m.metric('l4lb_rejected_total', 'counter', 'Client connections closed without a backend, by reason.', { service: h.name, reason: 'max-conns' }, s.rejectedMaxConns)
     m.metric('l4lb_rejected_total', 'counter', 'Client connections closed without a backend, by reason.', { service: h.name, reason: 'no-backend' }, s.noBackend)
+    m.metric('l4lb_rejected_total', 'counter', 'Client connections closed without a backend, by reason.', { service: h.name, reason: 'backend-full' }, s.backendFull)
+    m.metric('l4lb_rejected_total', 'counter', 'Client connections closed without a backend, by reason.', { service: h.name, reason: 'queue-timeout' }, s.queueTimeouts)
+    m.metric('l4lb_queued_total', 'counter', 'Connections that waited for a backend at its maxConns.', { service: h.name }, s.queued)
     m.metric('l4lb_early_resets_total', 'counter', 'Connections reset by the client before they were accepted.', { service: h.name }, s.earlyResets)
     m.metric('l4lb_retries_total', 'counter', 'Connects retried on another backend.', { service: h.name }, s.retries)
   }

@@ -20,6 +20,9 @@ export interface Status {
       weight: number
       backup: boolean
       activeConnections: number
+      /** 0 = no limit; `queued` connections wait for a slot. */
+      maxConns: number
+      queued: number
       connectionsTotal: number
       lastChange: string
       lastReason: string
@@ -49,6 +52,8 @@ export function statusOf(runtime: Runtime): Status {
         weight: b.weight,
         backup: b.backup,
         activeConnections: h.pool.active[b.id] ?? 0,
+        maxConns: b.maxConns,
+        queued: h.pool.queued(b),
         connectionsTotal: b.connectionsTotal,
         lastChange: new Date(b.lastChangeAt).toISOString(),
         lastReason: b.lastReason,

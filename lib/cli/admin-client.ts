@@ -1,16 +1,16 @@
-/** `l4lb status` and `l4lb drain|maint|enable`: small clients of the admin endpoint. */
+/** `l4lb status` (and `status --healthy`) and `l4lb drain|maint|enable`: small clients of the admin endpoint. */
 import http from 'node:http'
 import { readFileSync } from 'node:fs'
 import { parseHostPort } from '../address/index.js'
-import type { Status } from '../admin/index.js'
+import type { Healthz, Status } from '../admin/index.js'
 import { ExitError, EXIT_RUNTIME } from './index.js'
 
-interface Target {
+export interface Target {
   admin: string
   adminTokenFile?: string
 }
 
-function request(target: Target, method: string, path: string): Promise<{ status: number; body: string }> {
+export function request(target: Target, method: string, path: string): Promise<{ status: number; body: string }> {
   const headers: Record<string, string> = {}
   if (target.adminTokenFile) headers.authorization = `Bearer ${readFileSync(target.adminTokenFile, 'utf8').trim()}`
   const where = target.admin.includes('/') ? { socketPath: target.admin } : (() => {
@@ -34,7 +34,8 @@ function table(rows: string[][]): string {
   return rows.map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n') + '\n'
 }
 
-export async function statusCommand(opts: Target & { json?: boolean }): Promise<void> {
+export async function statusCommand(opts: Target & { json?: boolean; healthy?: boolean }): Promise<void> {
+  if (opts.healthy) return healthyCommand(opts)
   const { status, body } = await request(opts, 'GET', '/status')
   if (status !== 200) throw new ExitError(EXIT_RUNTIME, `admin endpoint answered ${status}: ${body.trim()}`)
   if (opts.json) return void process.stdout.write(body)
@@ -57,4 +58,26 @@ export async function adminCommand(action: string, service: string, backend: str
   if (status !== 200) throw new ExitError(EXIT_RUNTIME, (JSON.parse(body) as { error?: string }).error ?? `admin endpoint answered ${status}`)
   const r = JSON.parse(body) as { from: string; to: string; active: number }
   process.stdout.write(`${service} ${backend}: ${r.from} → ${r.to} (${r.active} active connections)\n`)
+}
+
+/**
+ * `l4lb status --healthy`: exit 0 when /healthz says 200, 1 otherwise (including when the admin
+ * endpoint cannot be reached: a dead l4lb is not healthy). Made for keepalived's vrrp_script and
+ * BGP health gates, which read only the exit code; the one line is for the person at a terminal.
+ */
+async function healthyCommand(opts: Target & { json?: boolean }): Promise<void> {
+  const { status, body } = await request(opts, 'GET', '/healthz')
+  if (opts.json) process.stdout.write(body)
+  let doc: Partial<Healthz> = {}
+  try {
+    doc = JSON.parse(body) as Healthz
+  } catch {
+    throw new ExitError(EXIT_RUNTIME, `admin endpoint answered ${status} without a /healthz document (an l4lb older than /healthz?)`)
+  }
+  if (status === 200 && doc.healthy === true) {
+    if (!opts.json) process.stdout.write(`healthy: ${doc.services ?? '?'} service(s), each with a usable backend\n`)
+    return
+  }
+  const why = doc.stopping ? 'stopping' : doc.failing && doc.failing.length > 0 ? `no usable backend in ${doc.failing.join(', ')}` : `admin endpoint answered ${status}`
+  throw new ExitError(EXIT_RUNTIME, `unhealthy: ${why}`)
 }

@@ -17,6 +17,7 @@ import { algorithmNames } from '../balance/index.js'
 import { runDemo } from './demo.js'
 import { sdNotify } from '../runtime/notify.js'
 import { runProxyInspect } from './proxy-inspect.js'
+import { mapCommand } from './map.js'
 
 const VERSION = (createRequire(import.meta.url)('../../../package.json') as { version: string }).version
 
@@ -118,7 +119,8 @@ export function buildProgram(): Command {
     .option('--admin <host:port|path>', 'admin endpoint', '127.0.0.1:9090')
     .option('--admin-token-file <file>', 'bearer token file')
     .option('--json', 'print the raw JSON')
-    .action(async (opts: { admin: string; adminTokenFile?: string; json?: boolean }) => statusCommand(opts))
+    .option('--healthy', 'exit 0 when every service has a usable backend (GET /healthz), else 1: for vrrp_script and BGP health gates')
+    .action(async (opts: { admin: string; adminTokenFile?: string; json?: boolean; healthy?: boolean }) => statusCommand(opts))
 
   for (const action of ['drain', 'maint', 'enable'] as const) {
     program
@@ -132,6 +134,8 @@ export function buildProgram(): Command {
       .option('--admin-token-file <file>', 'bearer token file')
       .action(async (service: string, backend: string, opts: { admin: string; adminTokenFile?: string }) => adminCommand(action, service, backend, opts))
   }
+
+  addRunOptions(mapCommand(program, loadConfig))
 
   program
     .command('proxy-inspect')

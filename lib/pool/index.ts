@@ -73,6 +73,8 @@ export class Backend {
   weight: number
   backup: boolean
   checkPort: number | undefined
+  /** Connections at once (connecting or open); 0 = no limit. More wait in its queue. */
+  maxConns: number
   /** The IP actually dialed: `host` resolved at load (never per connection). */
   readonly address: string
   healthUp: boolean
@@ -105,6 +107,7 @@ export class Backend {
     this.weight = config.weight
     this.backup = config.backup
     this.checkPort = config.checkPort
+    this.maxConns = config.maxConns
     this.address = address
     this.healthUp = !checked
     this.starting = checked
@@ -142,6 +145,15 @@ export interface PoolUpdate {
   readonly kept: readonly string[]
 }
 
+/** Most connections one backend's queue holds; past it new ones are refused at once. */
+export const MAX_QUEUE = 10_000
+
+/** A connection waiting for a slot of a backend at its maxConns (HAProxy's server queue). */
+export interface Waiter {
+  /** The slot is now this waiter's (already taken for it): connect. */
+  wake(): void
+}
+
 type Listener = (change: StateChange) => void
 type PassiveListener = (backend: Backend, error: string) => void
 
@@ -153,6 +165,10 @@ export class Pool {
   active = new Int32Array(0)
   /** Every backend this pool ever had, by id (slots are never reused). */
   readonly #slots: Backend[] = []
+  /** Connections holding a backend's slot (connecting or open), by id: what maxConns limits. */
+  #taken = new Int32Array(0)
+  /** FIFO of connections waiting for a slot, by backend id (created on first use). */
+  readonly #queues = new Map<number, Waiter[]>()
   #algorithm: Algorithm
   #checked: boolean
   #picker: Picker
@@ -243,6 +259,7 @@ export class Pool {
         old.weight = config.weight
         old.backup = config.backup
         old.checkPort = config.checkPort
+        old.maxConns = config.maxConns
         kept.push(old.name)
         next.push(old)
         return
@@ -254,9 +271,8 @@ export class Pool {
     })
     for (const gone of previous.values()) gone.current = false
     if (this.active.length < this.#slots.length) {
-      const grown = new Int32Array(this.#slots.length)
-      grown.set(this.active)
-      this.active = grown
+      this.active = grown(this.active, this.#slots.length)
+      this.#taken = grown(this.#taken, this.#slots.length)
     }
     this.backends = next
     return { added, removed: [...previous.values()].map((b) => b.name), kept }
@@ -265,13 +281,63 @@ export class Pool {
   /**
    * Picks a backend for a connection whose key hashes to `hash`. `tried` holds ids of backends
    * that already failed for this connection; once every usable primary is in it, a usable
-   * backup is picked (HAProxy's redispatch reaching the backup servers). Returns undefined
-   * when nothing is left.
+   * backup is picked (HAProxy's redispatch reaching the backup servers) unless `redispatch`
+   * is false. Returns undefined when nothing is left.
    */
-  pick(hash: number, tried?: ReadonlySet<number> | null): Backend | undefined {
+  pick(hash: number, tried?: ReadonlySet<number> | null, redispatch = true): Backend | undefined {
     const found = pickFrom(this.#picker, this.#pickable, hash, tried)
-    if (found !== undefined || !tried || this.#backupPicker === null) return found
+    if (found !== undefined || !tried || !redispatch || this.#backupPicker === null) return found
     return pickFrom(this.#backupPicker, this.#backups, hash, tried)
+  }
+
+  /** Whether the algorithm keeps a client on its backend (then a full backend is waited for, not skipped). */
+  get hashed(): boolean {
+    return this.#algorithm.hashed
+  }
+
+  /** Takes a slot of `backend` for a connection when it has one free (always, without maxConns). */
+  tryTake(backend: Backend): boolean {
+    if (backend.maxConns > 0 && this.#taken[backend.id]! >= backend.maxConns) return false
+    this.#taken[backend.id]!++
+    return true
+  }
+
+  /**
+   * Gives a slot back; the first waiter of the backend's queue gets it (the slot passes to it
+   * directly, so a newcomer cannot jump the queue).
+   */
+  giveBack(backend: Backend): void {
+    const queue = this.#queues.get(backend.id)
+    const next = queue?.shift()
+    if (next !== undefined) {
+      if (queue!.length === 0) this.#queues.delete(backend.id)
+      next.wake()
+      return
+    }
+    this.#taken[backend.id]!--
+  }
+
+  /** Queues a waiter for a slot of `backend`; false when the queue is full. */
+  enqueue(backend: Backend, waiter: Waiter): boolean {
+    let queue = this.#queues.get(backend.id)
+    if (queue === undefined) this.#queues.set(backend.id, (queue = []))
+    if (queue.length >= MAX_QUEUE) return false
+    queue.push(waiter)
+    return true
+  }
+
+  /** Takes a waiter out of its queue (it timed out or its client left). */
+  dequeue(backend: Backend, waiter: Waiter): void {
+    const queue = this.#queues.get(backend.id)
+    const at = queue?.indexOf(waiter) ?? -1
+    if (at < 0) return
+    queue!.splice(at, 1)
+    if (queue!.length === 0) this.#queues.delete(backend.id)
+  }
+
+  /** Connections waiting for a slot of `backend` now. */
+  queued(backend: Backend): number {
+    return this.#queues.get(backend.id)?.length ?? 0
   }
 
   connectionOpened(backend: Backend): void {
@@ -434,6 +500,12 @@ function algorithmOf(balance: string): Algorithm {
   const algorithm = resolveAlgorithm(balance)
   if (!algorithm) throw new ConfigError('balance', balance, 'unknown balance algorithm')
   return algorithm
+}
+
+function grown(array: Int32Array, length: number): Int32Array<ArrayBuffer> {
+  const next = new Int32Array(length)
+  next.set(array)
+  return next
 }
 
 function identity(name: string, address: string, port: number): string {

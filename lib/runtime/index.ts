@@ -79,6 +79,8 @@ export class Runtime {
   readonly services = new Map<string, ServiceHandle>()
   /** Services (or replaced listeners of one) whose connections are still finishing. */
   readonly draining = new Set<ServiceHandle>()
+  /** Set when stop() begins: /healthz turns 503 so routers move traffic away during the drain. */
+  stopping = false
   #resolver: NameResolver
 
   private constructor(config: Config, logger: Logger) {
@@ -278,6 +280,7 @@ export class Runtime {
 
   /** Stops accepting, waits up to `drainTimeoutMs` for connections to finish, then closes the rest. */
   async stop(drainTimeoutMs: number): Promise<void> {
+    this.stopping = true
     const all = [...this.services.values(), ...this.draining]
     await Promise.all(all.map((s) => s.stopAccepting()))
     await Promise.all(all.map((s) => s.health.stop()))

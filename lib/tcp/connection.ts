@@ -24,14 +24,14 @@ import {
   makeUniqueId,
   uniqueIdTlv,
 } from '../proxy-protocol/index.js'
-import type { Backend } from '../pool/index.js'
+import type { Backend, Waiter } from '../pool/index.js'
 import { BackendReader, splice, type CloseReason, type SpliceHandle, type SpliceResult } from './splice.js'
 
-export type TcpCloseReason = CloseReason | 'no-backend' | 'connect-failed' | 'proxy-header' | 'proxy-untrusted' | RefusalReason
+export type TcpCloseReason = CloseReason | 'no-backend' | 'connect-failed' | 'backend-full' | 'queue-timeout' | 'proxy-header' | 'proxy-untrusted' | RefusalReason
 
 /** What a connection reports to the service that accepted it. */
 export interface ConnectionOwner {
-  readonly stats: { noBackend: number; retries: number; connectFailures: number }
+  readonly stats: { noBackend: number; retries: number; connectFailures: number; queued: number; queueTimeouts: number; backendFull: number }
   /** Called once, when both sockets are closed. */
   connectionFinished(connection: TcpConnection, reason: TcpCloseReason, result: SpliceResult | undefined): void
 }
@@ -62,7 +62,7 @@ function proxyHeaderOf(config: ServiceConfig, connection: TcpConnection, local: 
   return encodeV2({ command: 'proxy', transport: 'stream', src, dst: local, tlvs, crc32c: config.proxyV2Crc32c })
 }
 /** One client connection from accept to close. Holds no closures beyond its bound handlers. */
-export class TcpConnection {
+export class TcpConnection implements Waiter {
   readonly #service: ConnectionOwner
   /** Config, pool and admission as they were when it was accepted, whatever a reload does later. */
   readonly context: FlowContext
@@ -92,6 +92,10 @@ export class TcpConnection {
   #tried: Set<number> | null = null
   #splice: SpliceHandle | undefined
   #aborted: CloseReason | undefined
+  /** The backend whose slot (maxConns) this connection holds, from dial to close. */
+  #holding: Backend | undefined
+  /** Set while waiting in a backend's queue. */
+  #queueTimer: NodeJS.Timeout | undefined
 
   constructor(service: ConnectionOwner, context: FlowContext, client: Socket, peer: string, ip: string, port: number, local: Endpoint | undefined) {
     this.#service = service
@@ -145,8 +149,14 @@ export class TcpConnection {
    * prober already decided). Nothing happens before the accept-proxy header or between attempts.
    */
   redirect(): void {
+    if (this.#splice !== undefined || this.#finished) return
+    if (this.#queueTimer !== undefined) {
+      this.#leaveQueue()
+      this.#connectNext()
+      return
+    }
     const upstream = this.#upstream
-    if (upstream === undefined || this.#splice !== undefined || this.#finished) return
+    if (upstream === undefined) return
     this.#dropUpstream(upstream)
     this.#retryOrFinish(this.backend!)
   }
@@ -156,21 +166,85 @@ export class TcpConnection {
       this.#splice.abort(reason)
       return
     }
-    // Still connecting: stop the attempt; the client is closed by #finish.
+    // Still connecting or queued: stop; the client is closed by #finish.
     this.#aborted = reason
-    this.#upstream?.destroy()
+    if (this.#queueTimer !== undefined) this.#leaveQueue()
+    if (this.#upstream !== undefined) this.#dropUpstream(this.#upstream)
     this.#finish(reason)
   }
 
   #connectNext(): void {
     const service = this.#service
-    const backend = this.context.pool.pick(this.#hash, this.#tried)
+    const pool = this.context.pool
+    const backend = pool.pick(this.#hash, this.#tried)
     if (!backend) {
       if (this.attempts === 0) service.stats.noBackend++
       this.#finish(this.attempts === 0 ? 'no-backend' : 'connect-failed')
       return
     }
-    if (this.attempts > 0) service.stats.retries++
+    if (pool.tryTake(backend)) return this.#dial(backend)
+    // At its maxConns. A hashing algorithm keeps the client on its backend, so it waits for it;
+    // the others try the rest first (primaries only: a full primary is no reason for a backup).
+    if (!pool.hashed) {
+      const full = new Set(this.#tried)
+      full.add(backend.id)
+      for (let other = pool.pick(this.#hash, full, false); other !== undefined; other = pool.pick(this.#hash, full, false)) {
+        if (pool.tryTake(other)) return this.#dial(other)
+        full.add(other.id)
+      }
+    }
+    this.#wait(backend)
+  }
+
+  /** Waits in `backend`'s queue up to queueTimeout (HAProxy `timeout queue`). */
+  #wait(backend: Backend): void {
+    const timeoutMs = this.context.config.queueTimeoutMs
+    this.backend = backend
+    if (timeoutMs <= 0 || !this.context.pool.enqueue(backend, this)) {
+      this.#service.stats.backendFull++
+      this.#finish('backend-full')
+      return
+    }
+    this.#service.stats.queued++
+    this.#queueTimer = setTimeout(this.#onQueueTimeout, timeoutMs)
+  }
+
+  /** A slot of the backend it waited for is now this connection's (Waiter). */
+  wake(): void {
+    const backend = this.backend!
+    clearTimeout(this.#queueTimer)
+    this.#queueTimer = undefined
+    this.#holding = backend
+    if (this.#finished) return this.#giveBack()
+    if (!backend.usable) {
+      // It left while we waited: its slot is of no use; pick again.
+      this.#giveBack()
+      this.#connectNext()
+      return
+    }
+    this.#connect(backend)
+  }
+
+  readonly #onQueueTimeout = (): void => {
+    this.#leaveQueue()
+    this.#service.stats.queueTimeouts++
+    this.#finish('queue-timeout')
+  }
+
+  #leaveQueue(): void {
+    clearTimeout(this.#queueTimer)
+    this.#queueTimer = undefined
+    this.context.pool.dequeue(this.backend!, this)
+  }
+
+  /** With a slot of `backend` taken: connect to it. */
+  #dial(backend: Backend): void {
+    this.#holding = backend
+    this.#connect(backend)
+  }
+
+  #connect(backend: Backend): void {
+    if (this.attempts > 0) this.#service.stats.retries++
     this.attempts++
     this.backend = backend
     const reader = new BackendReader()
@@ -183,6 +257,14 @@ export class TcpConnection {
     upstream.once('connect', this.#onConnect)
     upstream.once('timeout', this.#onConnectTimeout)
     upstream.once('error', this.#onConnectError)
+  }
+
+  /** Gives the held maxConns slot back (to the next waiter, if any). */
+  #giveBack(): void {
+    const held = this.#holding
+    if (held === undefined) return
+    this.#holding = undefined
+    this.context.pool.giveBack(held)
   }
 
   readonly #onConnect = (): void => {
@@ -235,6 +317,7 @@ export class TcpConnection {
     upstream.on('error', ignore)
     upstream.destroy()
     this.#upstream = undefined
+    this.#giveBack()
   }
 
   /**
@@ -252,12 +335,14 @@ export class TcpConnection {
   }
 
   readonly #onSpliceDone = (result: SpliceResult): void => {
+    this.#giveBack()
     this.#service.connectionFinished(this, result.reason, result)
   }
 
   #finish(reason: TcpCloseReason): void {
     if (this.#finished) return
     this.#finished = true
+    this.#giveBack()
     this.#client.destroy()
     this.#service.connectionFinished(this, reason, undefined)
   }

@@ -7,7 +7,7 @@ import net, { type Server, type Socket } from 'node:net'
 import type { Logger } from 'pino'
 import { CidrList, canonicalIp, formatHostPort, type HostPort } from '../address/index.js'
 import type { ServiceConfig } from '../config/index.js'
-import { FlowContext, FlowLog, FlowTable, bindWithFallback, dispositionOf } from '../flow/index.js'
+import { DataPath, FlowTable, bindWithFallback, dispositionOf } from '../flow/index.js'
 import type { AcceptProxyOptions, Endpoint } from '../proxy-protocol/index.js'
 import type { Pool, StateChange } from '../pool/index.js'
 import { TcpConnection, ignore, type ConnectionOwner, type TcpCloseReason } from './connection.js'
@@ -27,57 +27,35 @@ export interface TcpStats {
   noBackend: number
   connectFailures: number
   retries: number
+  /** Connections that waited in a backend's queue (maxConns), and those refused or timed out there. */
+  queued: number
+  queueTimeouts: number
+  backendFull: number
   closed: number
 }
 
 export type { TcpCloseReason } from './connection.js'
 
-export class TcpService implements ConnectionOwner {
-  readonly name: string
-  readonly #log: FlowLog
+export class TcpService extends DataPath implements ConnectionOwner {
   readonly #servers: Server[] = []
   readonly #connections = new FlowTable<TcpConnection, TcpConnection>()
-  readonly stats: TcpStats = { accepted: 0, earlyResets: 0, rejectedMaxConns: 0, noBackend: 0, connectFailures: 0, retries: 0, closed: 0 }
-  /** What a connection accepted now takes along (config, pool, admission); replaced on reload. */
-  #context: FlowContext
+  readonly stats: TcpStats = { accepted: 0, earlyResets: 0, rejectedMaxConns: 0, noBackend: 0, connectFailures: 0, retries: 0, queued: 0, queueTimeouts: 0, backendFull: 0, closed: 0 }
   /** Sources whose PROXY headers are believed; undefined = accept-proxy off. Built once per config. */
   #trusted: CidrList | undefined
   #acceptOptions: AcceptProxyOptions
 
   constructor(config: ServiceConfig, pool: Pool, logger: Logger) {
-    this.name = config.name
-    this.#log = new FlowLog(logger.child({ service: config.name, proto: 'tcp' }), config.logConnections)
-    this.#context = new FlowContext(config, pool, this.#log, 'tcp')
+    super(config, pool, logger, 'tcp')
     this.#trusted = trustedOf(config)
     this.#acceptOptions = acceptOptionsOf(config)
-    pool.onStateChange(this.#onBackendState)
   }
 
   get activeConnections(): number {
     return this.#connections.size
   }
 
-  get config(): ServiceConfig {
-    return this.#context.config
-  }
-
-  get pool(): Pool {
-    return this.#context.pool
-  }
-
-  /** Admission of new connections, with its refusal counts (kept across reloads that keep the limits). */
-  get admission(): FlowContext['admission'] {
-    return this.#context.admission
-  }
-
-  /**
-   * Reload: new connections use the new config from now on; open ones keep the context they
-   * were accepted with. The pool is the service's for its whole life (updated in place); the
-   * listening sockets stay open throughout.
-   */
-  update(config: ServiceConfig): void {
-    this.#context = new FlowContext(config, this.#context.pool, this.#log, 'tcp', this.#context)
-    this.#log.mode = config.logConnections
+  override update(config: ServiceConfig): void {
+    super.update(config)
     this.#trusted = trustedOf(config)
     this.#acceptOptions = acceptOptionsOf(config)
   }
@@ -137,7 +115,7 @@ export class TcpService implements ConnectionOwner {
   readonly #onServerError = (err: NodeJS.ErrnoException): void => {
     // EMFILE/ENFILE on accept: libuv already accepted-and-closed the pending connection with its
     // reserve fd; the server keeps listening. Say so, once a second at most.
-    this.#log.warn({ code: err.code, active: this.#connections.size }, 'accept failed')
+    this.log.warn({ code: err.code, active: this.#connections.size }, 'accept failed')
   }
 
   readonly #onConnection = (client: Socket, local: Endpoint | undefined): void => {
@@ -150,7 +128,7 @@ export class TcpService implements ConnectionOwner {
       return
     }
     this.stats.accepted++
-    const context = this.#context
+    const context = this.context
     const port = client.remotePort ?? 0
     // admit: by the peer's address (before any accepted PROXY header, as DESIGN orders it).
     const refused = context.admission.admit(remote)
@@ -158,7 +136,7 @@ export class TcpService implements ConnectionOwner {
       if (refused === 'max-conns') this.stats.rejectedMaxConns++
       client.on('error', ignore)
       client.destroy()
-      this.#log.refused(refused, { client: formatHostPort(remote, port) })
+      this.log.refused(refused, { client: formatHostPort(remote, port) })
       return
     }
     const ip = canonicalIp(remote)
@@ -168,7 +146,7 @@ export class TcpService implements ConnectionOwner {
       context.admission.release(remote)
       client.on('error', ignore)
       client.destroy()
-      this.#log.refused('proxy-untrusted', { client: formatHostPort(ip, port) })
+      this.log.refused('proxy-untrusted', { client: formatHostPort(ip, port) })
       return
     }
     const connection = new TcpConnection(this, context, client, remote, ip, port, local)
@@ -178,7 +156,7 @@ export class TcpService implements ConnectionOwner {
   }
 
   /** A backend left the usable set: each of its connections stays, moves or is cut (lib/flow/policy). */
-  readonly #onBackendState = (change: StateChange): void => {
+  protected backendChanged(change: StateChange): void {
     if (change.to === 'up' || change.to === 'drain') return
     for (const c of this.#connections.values()) {
       if (c.backend !== change.backend) continue
@@ -196,8 +174,8 @@ export class TcpService implements ConnectionOwner {
     context.admission.release(connection.peer)
     const backend = connection.backend
     if (backend && result) context.pool.connectionClosed(backend, result.bytesFromClient, result.bytesFromBackend)
-    if (!this.#log.wantsClose(reason)) return
-    this.#log.close(reason, {
+    if (!this.log.wantsClose(reason)) return
+    this.log.close(reason, {
       id: connection.id,
       client: formatHostPort(connection.clientIp, connection.clientPort),
       via: connection.via,

@@ -14,7 +14,7 @@ import type { Logger } from 'pino'
 import { canonicalIp, formatHostPort, type HostPort } from '../address/index.js'
 import type { ServiceConfig } from '../config/index.js'
 import { errorCode } from '../errors.js'
-import { FlowContext, FlowLog, FlowTable, bindWithFallback, dispositionOf } from '../flow/index.js'
+import { DataPath, FlowTable, bindWithFallback, dispositionOf } from '../flow/index.js'
 import { datagramHeader } from '../proxy-protocol/index.js'
 import type { Backend, Pool, StateChange } from '../pool/index.js'
 import { UdpSession, type SessionCloseReason, type SessionOwner } from './session.js'
@@ -51,25 +51,18 @@ export interface UdpSessionInfo {
   bytesOut: number
 }
 
-export class UdpService implements SessionOwner {
-  readonly name: string
-  readonly #log: FlowLog
+export class UdpService extends DataPath implements SessionOwner {
   readonly #sockets: Socket[] = []
   readonly #sessions = new FlowTable<string, UdpSession>()
   readonly stats: UdpStats = {
     sessionsCreated: 0, sessionsClosed: 0, droppedMaxSessions: 0, noBackend: 0, datagramsIn: 0, datagramsOut: 0,
     bytesIn: 0, bytesOut: 0, icmpErrors: 0, handlerErrors: 0,
   }
-  /** What a session begun now takes along (config, pool, admission); replaced on reload. */
-  #context: FlowContext
   #sweep: NodeJS.Timeout | undefined
   #bufferWarned = false
 
   constructor(config: ServiceConfig, pool: Pool, logger: Logger) {
-    this.name = config.name
-    this.#log = new FlowLog(logger.child({ service: config.name, proto: 'udp' }), config.logConnections)
-    this.#context = new FlowContext(config, pool, this.#log, 'udp')
-    pool.onStateChange(this.#onBackendState)
+    super(config, pool, logger, 'udp')
   }
 
   get activeSessions(): number {
@@ -79,28 +72,6 @@ export class UdpService implements SessionOwner {
   /** Same as activeSessions: the runtime counts sessions with connections. */
   get activeConnections(): number {
     return this.#sessions.size
-  }
-
-  get config(): ServiceConfig {
-    return this.#context.config
-  }
-
-  get pool(): Pool {
-    return this.#context.pool
-  }
-
-  /** Admission of new sessions, with its refusal counts. */
-  get admission(): FlowContext['admission'] {
-    return this.#context.admission
-  }
-
-  /**
-   * Reload: new sessions use the new config; existing ones keep the context they began with.
-   * The pool is the service's for its whole life (updated in place). The sockets stay open.
-   */
-  update(config: ServiceConfig): void {
-    this.#context = new FlowContext(config, this.#context.pool, this.#log, 'udp', this.#context)
-    this.#log.mode = config.logConnections
   }
 
   /** The addresses actually bound (port 0 resolved), in listen order. */
@@ -154,7 +125,7 @@ export class UdpService implements SessionOwner {
       socket.setRecvBufferSize(wanted)
       socket.setSendBufferSize(wanted)
     } catch (err) {
-      this.#log.logger.warn({ code: errorCode(err), wanted }, 'cannot set UDP socket buffer sizes')
+      this.log.logger.warn({ code: errorCode(err), wanted }, 'cannot set UDP socket buffer sizes')
       return
     }
     // Linux stores and reports double the value asked for (the extra is its bookkeeping), capped
@@ -163,7 +134,7 @@ export class UdpService implements SessionOwner {
     const got = process.platform === 'linux' ? Math.floor(reported / 2) : reported
     if (got < wanted && !this.#bufferWarned) {
       this.#bufferWarned = true
-      this.#log.logger.warn(
+      this.log.logger.warn(
         { wanted, got, hint: 'raise net.core.rmem_max and net.core.wmem_max (sysctl) to allow larger UDP buffers' },
         'kernel capped the UDP receive buffer',
       )
@@ -188,7 +159,7 @@ export class UdpService implements SessionOwner {
   async close(): Promise<void> {
     await this.stopAccepting()
     this.closeAll('shutdown')
-    this.#log.logger.info({ ...this.stats }, 'udp service stopped')
+    this.log.logger.info({ ...this.stats }, 'udp service stopped')
   }
 
   /** Ends every session now. */
@@ -226,7 +197,7 @@ export class UdpService implements SessionOwner {
       this.#forward(msg, rinfo)
     } catch (err) {
       this.stats.handlerErrors++
-      this.#log.warn({ err, client: formatHostPort(rinfo.address, rinfo.port) }, 'udp datagram handler failed')
+      this.log.warn({ err, client: formatHostPort(rinfo.address, rinfo.port) }, 'udp datagram handler failed')
     }
   }
 
@@ -253,11 +224,11 @@ export class UdpService implements SessionOwner {
   }
 
   #open(key: string, rinfo: RemoteInfo, now: number): UdpSession | undefined {
-    const context = this.#context
+    const context = this.context
     const refused = context.admission.admit(rinfo.address)
     if (refused !== null) {
       this.stats.droppedMaxSessions++
-      this.#log.refused(refused, { client: formatHostPort(rinfo.address, rinfo.port) }, 'udp flow dropped')
+      this.log.refused(refused, { client: formatHostPort(rinfo.address, rinfo.port) }, 'udp flow dropped')
       return undefined
     }
     const ip = canonicalIp(rinfo.address)
@@ -273,7 +244,7 @@ export class UdpService implements SessionOwner {
       if (listener !== undefined) session = new UdpSession(this, key, rinfo.address, ip, rinfo.port, backend, context, listener, now)
     } catch (err) {
       // EMFILE and friends: our shortage, not the backend's.
-      this.#log.warn({ code: errorCode(err), backend: backend.name }, 'cannot open an upstream UDP socket')
+      this.log.warn({ code: errorCode(err), backend: backend.name }, 'cannot open an upstream UDP socket')
     }
     if (session === undefined) {
       context.admission.release(rinfo.address)
@@ -341,11 +312,11 @@ export class UdpService implements SessionOwner {
   }
 
   readonly #onSocketError = (err: NodeJS.ErrnoException): void => {
-    this.#log.warn({ code: err.code, active: this.#sessions.size }, 'udp socket error')
+    this.log.warn({ code: err.code, active: this.#sessions.size }, 'udp socket error')
   }
 
   /** Cuts sessions at once when the policy says cut; moving happens lazily, on the next datagram. */
-  readonly #onBackendState = (change: StateChange): void => {
+  protected backendChanged(change: StateChange): void {
     if (change.to !== 'down') return
     for (const s of this.#sessions.values()) {
       if (s.backend === change.backend && dispositionOf(change.to, s.context.config, true, true) === 'cut') this.#end(s, 'backend-down')
@@ -360,8 +331,8 @@ export class UdpService implements SessionOwner {
     const backend: Backend = session.backend
     session.context.admission.release(session.replyAddress)
     session.pool.connectionClosed(backend, session.bytesIn, session.bytesOut)
-    if (!this.#log.wantsClose(reason)) return
-    this.#log.close(reason, {
+    if (!this.log.wantsClose(reason)) return
+    this.log.close(reason, {
       client: formatHostPort(session.clientIp, session.clientPort),
       backend: backend.name,
       datagramsIn: session.datagramsIn,

@@ -67,22 +67,22 @@ t.test('the table is bounded: the least recently used source is evicted, a recen
   t.notOk(buckets.has(3), 'which evicted 3')
 })
 
-t.test('1M + 50,000 sources through a 1M table: size stays at the bound, evictions count the rest', async (t) => {
+t.test('the bound holds under churn: 3× more sources than slots, size stays at the bound, evictions count the rest', async (t) => {
+  t.equal(new TokenBuckets({ ratePerSec: 1 }).maxSources, 1 << 20, 'default bound 2^20 sources (HAProxy stick-table size 1m)')
+  // A smaller bound keeps this quick; perf/flow-memory.mjs fills the default one.
   let now = 0
-  const max = 1 << 20
-  const buckets = new TokenBuckets({ ratePerSec: 1, now: () => now })
-  t.equal(buckets.maxSources, max, 'default bound 2^20 sources')
-  const n = max + 50_000
+  const max = 1 << 16
+  const buckets = new TokenBuckets({ ratePerSec: 1, maxSources: max, now: () => now })
+  const n = 3 * max
+  let refused = 0
   for (let i = 0; i < n; i++) {
     now = i / 1000
-    if (!buckets.take(i | 0)) {
-      t.fail(`source ${i} refused on its first connection`)
-      break
-    }
+    if (!buckets.take(i | 0)) refused++
   }
+  t.equal(refused, 0, 'every new source is admitted on its first connection')
   t.equal(buckets.size, max)
   t.equal(buckets.evictions, n - max)
-  t.ok(buckets.has(n - 1) && !buckets.has(0), 'the newest kept, the oldest gone')
+  t.ok(buckets.has(n - 1) && buckets.has(n - max) && !buckets.has(n - max - 1) && !buckets.has(0), 'exactly the newest max sources kept')
 })
 
 t.test('bad options are refused with a message naming the value', async (t) => {

@@ -77,7 +77,7 @@ async function blackhole(t: Tap): Promise<number> {
     'print(s.getsockname()[1], flush=True)', 'time.sleep(60)',
   ].join('\n')], { stdio: ['ignore', 'pipe', 'inherit'] })
   t.teardown(() => child.kill('SIGKILL'))
-  const port = Number(await within(5000, 'the blackhole port', new Promise<string>((resolve) => child.stdout!.once('data', (d: Buffer) => resolve(d.toString())))))
+  const port = Number(await within(20_000, 'the blackhole port', new Promise<string>((resolve) => child.stdout!.once('data', (d: Buffer) => resolve(d.toString())))))
   // One connection fills a backlog-0 queue; every later SYN is dropped.
   const filler = net.connect(port, '127.0.0.1')
   filler.on('error', () => {})
