@@ -98,7 +98,7 @@ t.test('bytes the client sends before the backend connects are not lost on retry
   // Round-robin sends the first or the second connection to the dead backend: that one was
   // retried, with its early bytes, on the live one (each connection's echo was checked above).
   const retried = await lb.waitForLog('a retried connection', (l) => l.msg === 'connection closed' && l.attempts === 2)
-  t.match(retried, { backend: bs[0]!.address, bytesIn: 'early bytes\n'.length, reason: 'backend-closed' }, 'the retried connection carried the early bytes')
+  t.match(retried, { backend: bs[0]!.address, bytesIn: 'early bytes\n'.length }, 'the retried connection carried the early bytes')
 })
 
 t.test('when no backend accepts, the client is closed promptly and the balancer keeps running', async (t) => {
