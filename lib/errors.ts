@@ -3,15 +3,30 @@
  * failure family, a `code` that scripts and log queries can rely on, and a message that reads
  * as one line for people. `fields()` gives the same facts to pino.
  */
-export type ErrorCode =
-  | 'L4LB_ERR_CONFIG'
-  | 'L4LB_ERR_ADDRESS'
-  | 'L4LB_ERR_LISTEN'
-  | 'L4LB_ERR_NO_BACKEND'
-  | 'L4LB_ERR_CONNECT_TIMEOUT'
-  | 'L4LB_ERR_CONNECT'
-  | 'L4LB_ERR_PROXY_HEADER'
-  | 'L4LB_ERR_RESOLVE'
+export const ERROR_CODES = [
+  /** A bad flag or config value (ConfigError; ConfigErrors lists several). */
+  'L4LB_ERR_CONFIG',
+  /** A config file that cannot be used, with a line per problem (ConfigFileError). */
+  'L4LB_ERR_CONFIG_FILE',
+  /** A malformed `host:port`, IP or CIDR. */
+  'L4LB_ERR_ADDRESS',
+  /** A listening socket that cannot be opened (port in use, permission). */
+  'L4LB_ERR_LISTEN',
+  /** A received PROXY header that is refused (`reason` says which rule). */
+  'L4LB_ERR_PROXY_HEADER',
+  /** A backend name that does not resolve. */
+  'L4LB_ERR_RESOLVE',
+  /** A balancer given input that breaks its contract (a caller's bug, caught before a skewed table). */
+  'L4LB_ERR_BALANCE',
+  /** A method called out of order (a caller's bug). */
+  'L4LB_ERR_STATE',
+  /** The command line cannot be used as given (exit 2). */
+  'L4LB_ERR_USAGE',
+  /** `l4lb status|drain|…`: the admin endpoint could not be reached or refused (exit 1). */
+  'L4LB_ERR_ADMIN_REQUEST',
+] as const
+
+export type ErrorCode = (typeof ERROR_CODES)[number]
 
 export class L4lbError extends Error {
   readonly code: ErrorCode
@@ -60,10 +75,19 @@ export class ListenError extends L4lbError {
   }
 }
 
-export class NoBackendError extends L4lbError {
-  constructor(service: string) {
-    super('L4LB_ERR_NO_BACKEND', `service ${service}: no usable backend`)
-    this.name = 'NoBackendError'
+/** A balancer's input breaks the contract of lib/balance/types.ts. */
+export class BalanceError extends L4lbError {
+  constructor(algorithm: string, problem: string) {
+    super('L4LB_ERR_BALANCE', `${algorithm}: ${problem}`)
+    this.name = 'BalanceError'
+  }
+}
+
+/** Called out of order: a bug in the caller, reported with a code like every other failure. */
+export class StateError extends L4lbError {
+  constructor(message: string) {
+    super('L4LB_ERR_STATE', message)
+    this.name = 'StateError'
   }
 }
 

@@ -31,6 +31,7 @@ _l4lb() {
     --connect-timeout) return ;;
     --idle-timeout) return ;;
     --retries) return ;;
+    --slow-start) return ;;
     --max-conns) return ;;
     --allow) return ;;
     --deny) return ;;
@@ -69,14 +70,14 @@ _l4lb() {
     esac
   done
   case $cmd in
-    run) opts='--name -l --listen -b --backend --protocol -a --balance --hash-key --proxy-protocol --accept-proxy --accept-proxy-strict --accept-proxy-timeout --accept-proxy-max-length --proxy-v2-crc32c --proxy-forward-tlvs --proxy-udp-first-only --check --check-interval --check-timeout --rise --fall --fast-interval --down-interval --check-port --check-send --check-expect --check-http-path --check-http-status --check-send-proxy --flap-damping --on-down --connect-timeout --idle-timeout --retries --max-conns --allow --deny --max-conns-per-ip --rate-per-ip --log-connections --queue-timeout --drain-timeout --backlog --reuse-port --resolve-interval --udp-idle-timeout --udp-responses --udp-max-sessions --udp-max-sessions-per-ip --udp-buffer --udp-keep-on-down --admin --admin-token-file --log-level --log-format --resolver --data-plane --threads -c --config --help' ;;
+    run) opts='--name -l --listen -b --backend --protocol -a --balance --hash-key --proxy-protocol --accept-proxy --accept-proxy-strict --accept-proxy-timeout --accept-proxy-max-length --proxy-v2-crc32c --proxy-forward-tlvs --proxy-udp-first-only --check --check-interval --check-timeout --rise --fall --fast-interval --down-interval --check-port --check-send --check-expect --check-http-path --check-http-status --check-send-proxy --flap-damping --on-down --connect-timeout --idle-timeout --retries --slow-start --max-conns --allow --deny --max-conns-per-ip --rate-per-ip --log-connections --queue-timeout --drain-timeout --backlog --reuse-port --resolve-interval --udp-idle-timeout --udp-responses --udp-max-sessions --udp-max-sessions-per-ip --udp-buffer --udp-keep-on-down --admin --admin-token-file --log-level --log-format --resolver --data-plane --threads -c --config --help' ;;
     demo) opts='-p --port -a --balance --help' ;;
     check) opts='-c --config --help' ;;
     status) opts='--admin --admin-token-file -c --config --json --healthy --help' ;;
     drain) opts='--admin --admin-token-file -c --config --help' ;;
     maint) opts='--admin --admin-token-file -c --config --help' ;;
     enable) opts='--admin --admin-token-file -c --config --help' ;;
-    map) opts='-k --key --keys-from --service --name -l --listen -b --backend --protocol -a --balance --hash-key --proxy-protocol --accept-proxy --accept-proxy-strict --accept-proxy-timeout --accept-proxy-max-length --proxy-v2-crc32c --proxy-forward-tlvs --proxy-udp-first-only --check --check-interval --check-timeout --rise --fall --fast-interval --down-interval --check-port --check-send --check-expect --check-http-path --check-http-status --check-send-proxy --flap-damping --on-down --connect-timeout --idle-timeout --retries --max-conns --allow --deny --max-conns-per-ip --rate-per-ip --log-connections --queue-timeout --drain-timeout --backlog --reuse-port --resolve-interval --udp-idle-timeout --udp-responses --udp-max-sessions --udp-max-sessions-per-ip --udp-buffer --udp-keep-on-down --admin --admin-token-file --log-level --log-format --resolver --data-plane --threads -c --config --help' ;;
+    map) opts='-k --key --keys-from --service --name -l --listen -b --backend --protocol -a --balance --hash-key --proxy-protocol --accept-proxy --accept-proxy-strict --accept-proxy-timeout --accept-proxy-max-length --proxy-v2-crc32c --proxy-forward-tlvs --proxy-udp-first-only --check --check-interval --check-timeout --rise --fall --fast-interval --down-interval --check-port --check-send --check-expect --check-http-path --check-http-status --check-send-proxy --flap-damping --on-down --connect-timeout --idle-timeout --retries --slow-start --max-conns --allow --deny --max-conns-per-ip --rate-per-ip --log-connections --queue-timeout --drain-timeout --backlog --reuse-port --resolve-interval --udp-idle-timeout --udp-responses --udp-max-sessions --udp-max-sessions-per-ip --udp-buffer --udp-keep-on-down --admin --admin-token-file --log-level --log-format --resolver --data-plane --threads -c --config --help' ;;
     proxy-inspect) opts='-l --listen --timeout --help' ;;
     install-service) opts='--prefix --root --help' ;;
   esac

@@ -2,6 +2,7 @@
  * What every algorithm checks and how every algorithm orders its entries, written once so the six
  * files cannot drift apart on either.
  */
+import { BalanceError } from '../errors.js'
 import type { BalanceEntry } from './types.js'
 
 /** The weight range of the contract (types.ts); a 0 weight is "drain", which the pool handles. */
@@ -9,7 +10,7 @@ export const MIN_WEIGHT = 1
 export const MAX_WEIGHT = 256
 
 /**
- * Throws a RangeError naming the algorithm and the entry when the input breaks the contract:
+ * Throws a BalanceError (L4LB_ERR_BALANCE) naming the algorithm and the entry when the input breaks the contract:
  * a bad weight, an empty or duplicate name, or (when `active` is given) a slot outside it. Config validates what
  * users type; this catches a caller's bug before it becomes a silently skewed table.
  * Duplicate names are refused because two entries with one name hash identically, so which of
@@ -23,21 +24,19 @@ export function validateEntries(
   const seen = new Set<string>()
   for (let i = 0; i < entries.length; i++) {
     const entry = entries[i]
-    if (entry === undefined) throw new RangeError(`${algorithm}: entries[${i}] is missing`)
+    if (entry === undefined) throw new BalanceError(algorithm, `entries[${i}] is missing`)
     const { name, weight, slot } = entry
     if (typeof name !== 'string' || name.length === 0) {
-      throw new RangeError(`${algorithm}: entries[${i}] has an empty name`)
+      throw new BalanceError(algorithm, `entries[${i}] has an empty name`)
     }
-    if (seen.has(name)) throw new RangeError(`${algorithm}: backend ${name} is listed twice`)
+    if (seen.has(name)) throw new BalanceError(algorithm, `backend ${name} is listed twice`)
     seen.add(name)
     if (!Number.isInteger(weight) || weight < MIN_WEIGHT || weight > MAX_WEIGHT) {
-      throw new RangeError(
-        `${algorithm}: backend ${name} weight ${String(weight)} is not an integer ${MIN_WEIGHT}..${MAX_WEIGHT}`,
+      throw new BalanceError(algorithm, `backend ${name} weight ${String(weight)} is not an integer ${MIN_WEIGHT}..${MAX_WEIGHT}`,
       )
     }
     if (active && (!Number.isInteger(slot) || slot < 0 || slot >= active.length)) {
-      throw new RangeError(
-        `${algorithm}: backend ${name} slot ${String(slot)} is outside the active array (length ${active.length})`,
+      throw new BalanceError(algorithm, `backend ${name} slot ${String(slot)} is outside the active array (length ${active.length})`,
       )
     }
   }

@@ -11,6 +11,7 @@
  * i * weight >= target, and each turn adds maxWeight to its target, so the heaviest entry takes
  * a turn every iteration and one of weight maxWeight/3 every third.
  */
+import { BalanceError } from '../errors.js'
 import { countExcluded, orderByName, validateEntries } from './entries.js'
 import { murmur3, SEED_OFFSET, SEED_SKIP } from './hash.js'
 import type { Algorithm, BalanceEntry, PickData, Picker } from './types.js'
@@ -45,11 +46,11 @@ export function buildMaglevTable(
   tableSize: number = DEFAULT_TABLE_SIZE,
 ): Int32Array {
   if (!isPrime(tableSize) || tableSize > MAX_TABLE_SIZE) {
-    throw new RangeError(`maglev: table size ${String(tableSize)} is not a prime up to ${MAX_TABLE_SIZE}`)
+    throw new BalanceError('maglev', `table size ${String(tableSize)} is not a prime up to ${MAX_TABLE_SIZE}`)
   }
   validateEntries('maglev', entries)
   if (tableSize < entries.length) {
-    throw new RangeError(`maglev: table size ${tableSize} is smaller than ${entries.length} backends`)
+    throw new BalanceError('maglev', `table size ${tableSize} is smaller than ${entries.length} backends`)
   }
   const table = new Int32Array(tableSize).fill(-1)
   const count = entries.length

@@ -22,6 +22,7 @@
  * hold. Only a change that moves the total across such a power of two can move keys between the
  * other backends.
  */
+import { BalanceError } from '../errors.js'
 import { countExcluded, orderByName, validateEntries } from './entries.js'
 import { murmur3, SEED_OFFSET } from './hash.js'
 import type { Algorithm, BalanceEntry, PickData, Picker } from './types.js'
@@ -57,7 +58,7 @@ export function vnodeCounts(entries: readonly BalanceEntry[]): Int32Array {
 
 export function buildRing(entries: readonly BalanceEntry[]): Ring {
   validateEntries('ring', entries)
-  if (entries.length >= RANK_SCALE) throw new RangeError(`ring: ${entries.length} backends is too many`)
+  if (entries.length >= RANK_SCALE) throw new BalanceError('ring', `${entries.length} backends is too many`)
   const order = orderByName(entries)
   const counts = vnodeCounts(entries)
   let total = 0

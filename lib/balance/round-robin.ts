@@ -4,9 +4,11 @@
  * winner. Over any total-weight picks each backend is chosen exactly `weight` times, and the
  * heavy ones are interleaved (3:2:1 gives a,b,a,c,b,a) rather than sent in bursts.
  *
- * State lives in the picker, so the sequence restarts whenever the pool rebuilds it. Backends
- * are visited in name order and ties go to the lower name, so the sequence depends only on the
- * set of (name, weight) and two instances given the same set send the same order.
+ * State lives in the picker; a rebuilt picker takes over the `current` of every backend that is
+ * still there (by name), as grpc-js's round-robin keeps its position across pickers, so a
+ * rebuild (a health change, each slow-start step) neither restarts the sequence nor hands the
+ * first backend an extra turn. Backends are visited in name order and ties go to the lower
+ * name, so from a fresh start the sequence depends only on the set of (name, weight).
  */
 import { orderByName, validateEntries } from './entries.js'
 import type { Algorithm, BalanceEntry, PickData, Picker } from './types.js'
@@ -14,13 +16,15 @@ import type { Algorithm, BalanceEntry, PickData, Picker } from './types.js'
 class RoundRobinPicker implements Picker {
   /** Entry indices in name order; every other array is indexed by this rank. */
   #order: Int32Array
+  #names: readonly string[]
   #weights: Int32Array
   /** |current| stays below the total weight (≤ 256 · N), well inside an Int32. */
   #current: Int32Array
   #totalWeight: number
 
-  constructor(entries: readonly BalanceEntry[]) {
+  constructor(entries: readonly BalanceEntry[], previous: RoundRobinPicker | undefined) {
     this.#order = orderByName(entries)
+    this.#names = Array.from(this.#order, (index) => entries[index]?.name ?? '')
     this.#weights = new Int32Array(entries.length)
     this.#current = new Int32Array(entries.length)
     let total = 0
@@ -30,6 +34,22 @@ class RoundRobinPicker implements Picker {
       total += weight
     }
     this.#totalWeight = total
+    if (previous) this.#carry(previous)
+  }
+
+  /**
+   * Takes over the smooth-WRR `current` of backends that stay. Each is clamped to what the new
+   * total allows (|current| < total), so a weight change or a removal can skew a few picks,
+   * never the proportions.
+   */
+  #carry(previous: RoundRobinPicker): void {
+    const before = new Map<string, number>()
+    previous.#names.forEach((name, rank) => before.set(name, previous.#current[rank] ?? 0))
+    const limit = this.#totalWeight
+    this.#names.forEach((name, rank) => {
+      const value = before.get(name)
+      if (value !== undefined) this.#current[rank] = Math.max(-limit, Math.min(limit, value))
+    })
   }
 
   /**
@@ -38,8 +58,9 @@ class RoundRobinPicker implements Picker {
    * plane can step through it with one shared position.
    */
   exportPickData(): PickData {
-    const fresh = new RoundRobinPicker([])
+    const fresh = new RoundRobinPicker([], undefined)
     fresh.#order = this.#order
+    fresh.#names = this.#names
     fresh.#weights = this.#weights
     fresh.#current = new Int32Array(this.#order.length)
     fresh.#totalWeight = this.#totalWeight
@@ -87,9 +108,9 @@ class RoundRobinPicker implements Picker {
   }
 }
 
-export function createPicker(entries: readonly BalanceEntry[], active: Int32Array): Picker {
+export function createPicker(entries: readonly BalanceEntry[], active: Int32Array, previous?: Picker): Picker {
   validateEntries('round-robin', entries, active)
-  return new RoundRobinPicker(entries)
+  return new RoundRobinPicker(entries, previous instanceof RoundRobinPicker ? previous : undefined)
 }
 
 export const roundRobin: Algorithm = { hashed: false, createPicker }

@@ -56,7 +56,10 @@ export interface Algorithm {
   /**
    * `entries` may arrive in any order: hashing algorithms sort by name first, so the mapping
    * depends only on the set of (name, weight). `active` is the pool's live per-backend active
-   * connection counts, indexed by `slot`; only load-aware algorithms read it.
+   * connection counts, indexed by `slot`; only load-aware algorithms read it. `previous` is the
+   * picker this one replaces: a stateful algorithm may carry its position over (grpc-js's
+   * round-robin starts after the endpoint it would have picked next), so a rebuild — a health
+   * change, a slow-start step — does not restart the sequence. Pure algorithms ignore it.
    */
-  createPicker(entries: readonly BalanceEntry[], active: Int32Array): Picker
+  createPicker(entries: readonly BalanceEntry[], active: Int32Array, previous?: Picker): Picker
 }

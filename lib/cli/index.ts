@@ -29,9 +29,10 @@ export const EXIT_USAGE = 2
 export const EXIT_RUNTIME = 1
 
 /** Thrown inside actions for a clean exit with one line. */
-export class ExitError extends Error {
+export class ExitError extends L4lbError {
   constructor(readonly exitCode: number, message: string) {
-    super(message)
+    super(exitCode === EXIT_USAGE ? 'L4LB_ERR_USAGE' : 'L4LB_ERR_ADMIN_REQUEST', message)
+    this.name = 'ExitError'
   }
 }
 

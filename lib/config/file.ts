@@ -4,7 +4,7 @@
  */
 import { readFileSync } from 'node:fs'
 import { isMap, isPair, isScalar, LineCounter, parseDocument, type Document } from 'yaml'
-import { ConfigError } from '../errors.js'
+import { L4lbError, type ConfigError } from '../errors.js'
 import { ConfigErrors, validateConfig, yamlKeyName, type RawConfig } from './index.js'
 import type { Path } from './service.js'
 import type { Config } from './types.js'
@@ -15,9 +15,9 @@ export interface FileProblem {
 }
 
 /** Thrown when a config file cannot be used; `problems` has one entry per error, with lines. */
-export class ConfigFileError extends Error {
+export class ConfigFileError extends L4lbError {
   constructor(readonly file: string, readonly problems: readonly FileProblem[]) {
-    super(problems.map((p) => `${file}:${p.line}: ${p.message}`).join('\n'))
+    super('L4LB_ERR_CONFIG_FILE', problems.map((p) => `${file}:${p.line}: ${p.message}`).join('\n'))
     this.name = 'ConfigFileError'
   }
 }

@@ -3,7 +3,7 @@
  * keys exist, their flags, kinds and defaults: settings.ts.
  */
 import { formatHostPort } from '../address/index.js'
-import type { ConfigError } from '../errors.js'
+import { L4lbError, type ConfigError } from '../errors.js'
 import { checkUnknownKeys, isMapping, Problems, type Path, type Raw } from './problems.js'
 import { validateService } from './service.js'
 import { SERVICE, TOP } from './settings.js'
@@ -14,8 +14,7 @@ export * from './types.js'
 export { DEFAULTS, SERVICE, HEALTH, BACKEND, LOG, ADMIN, TOP } from './settings.js'
 export { parseDuration } from './duration.js'
 export { parseSize, formatSize } from './size.js'
-export { Problems, validateService, parseBytes, type Path, type KeyNamer } from './service.js'
-export { parseBackendSpec } from './backend.js'
+export { Problems, validateService, type Path, type KeyNamer } from './service.js'
 
 /** The rows inside a section row (health, admin, log), or undefined for a plain value. */
 function rowsOf(r: AnySetting): readonly AnySetting[] | undefined {
@@ -45,7 +44,7 @@ const FLAG_OF: ReadonlyMap<string, string> = (() => {
 })()
 
 /** Flag names for config paths, so flag errors name the flag the user typed. */
-export function flagName(path: Path): string {
+function flagName(path: Path): string {
   const words = path.filter((p): p is string => typeof p === 'string')
   for (let n = words.length; n > 0; n--) {
     const flag = FLAG_OF.get(words.slice(0, n).join('.'))
@@ -61,9 +60,10 @@ export function yamlKeyName(path: Path): string {
   return out
 }
 
-export class ConfigErrors extends Error {
+/** Every problem of one config at once (flags print the first, `l4lb check` all). */
+export class ConfigErrors extends L4lbError {
   constructor(readonly errors: readonly ConfigError[]) {
-    super(errors.map((e) => e.message).join('\n'))
+    super('L4LB_ERR_CONFIG', errors.map((e) => e.message).join('\n'))
     this.name = 'ConfigErrors'
   }
 }
@@ -157,7 +157,7 @@ export function deprecatedFlagWarnings(f: FlagValues): string[] {
 }
 
 /** The raw service the flags describe (keys only for flags that were given). */
-export function serviceFromFlags(f: FlagValues): Raw {
+function serviceFromFlags(f: FlagValues): Raw {
   return rawFromRows(SERVICE, f, [])
 }
 

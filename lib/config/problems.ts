@@ -38,7 +38,7 @@ export function checkUnknownKeys(raw: Raw, known: readonly string[], path: Path,
 }
 
 /** Levenshtein distance, for "did you mean" on mistyped keys. */
-export function editDistance(a: string, b: string): number {
+function editDistance(a: string, b: string): number {
   let prev = Array.from({ length: b.length + 1 }, (_, j) => j)
   for (let i = 1; i <= a.length; i++) {
     const row = [i]

@@ -9,7 +9,6 @@ import { readSection } from './table.js'
 import type { ServiceConfig } from './types.js'
 
 export { Problems, checkUnknownKeys, type Path, type KeyNamer } from './problems.js'
-export { parseBytes } from './kinds.js'
 
 export function validateService(raw: unknown, path: Path, fallbackName: string, problems: Problems): ServiceConfig | undefined {
   if (!isMapping(raw)) return problems.add(path, raw, 'a service must be a mapping')

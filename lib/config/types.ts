@@ -11,12 +11,6 @@ export type { CheckType } from '../health/options.js'
 
 type ServiceValues = Values<typeof SERVICE>
 
-export type HashKey = ServiceValues['hashKey']
-export type ProxyProtocolVersion = ServiceValues['proxyProtocol']
-export type OnDown = ServiceValues['onDown']
-export type LogLevel = LogConfig['level']
-export type LogFormat = LogConfig['format']
-
 export type BackendConfig = BackendAddress & Values<typeof BACKEND>
 export type HealthConfig = Values<typeof HEALTH>
 export type LogConfig = Values<typeof LOG>

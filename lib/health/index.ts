@@ -6,15 +6,11 @@
  */
 export { Prober, HISTORY_SIZE } from './prober.js'
 export type { HealthEvent, HealthListener, HealthState, ProberDeps, TargetStatus } from './prober.js'
-export { startCheck, checkOnce, quoteBytes } from './checks.js'
-export type { CheckResult, CheckRunner, CheckTarget, RunningCheck } from './checks.js'
-export {
-  resolveCheckOptions,
-  CHECK_TYPES,
-  parseExpectStatus,
-  DEFAULT_JITTER_RATIO,
-  MAX_REPLY_BYTES,
-} from './options.js'
+export { checks, startCheck, checkOnce, CHECK_TYPES, isCheckType } from './checks.js'
+export type { CheckKind, CheckProblem, CheckResult, CheckRunner, CheckSpec, CheckTarget, RunningCheck } from './checks.js'
+export { quoteBytes, MAX_REPLY_BYTES } from './stream-check.js'
+export { parseExpectStatus } from './http-check.js'
+export { resolveCheckOptions, CHECK_DEFAULTS } from './options.js'
 export type { CheckOptions, CheckType, ExpectMatch, FlapDamping, InitialState, ResolvedCheckOptions } from './options.js'
 export { step, initialHealth, isUp, isTransitional, maxHealth } from './rise-fall.js'
 export type { CounterStart, RiseFall, StepResult } from './rise-fall.js'

@@ -1,7 +1,10 @@
 import { ConfigError } from '../errors.js'
+import { checks, CHECK_TYPES, isCheckType, type CheckType } from './checks.js'
+import { parseExpectStatus } from './http-check.js'
 import type { CounterStart } from './rise-fall.js'
 
-export type CheckType = 'tcp' | 'send-expect' | 'http' | 'udp' | 'none'
+export { CHECK_TYPES, type CheckType } from './checks.js'
+export { MAX_REPLY_BYTES } from './stream-check.js'
 
 /**
  * 'first-check' (default): the target is neither up nor down ('starting', not usable) until its
@@ -52,7 +55,7 @@ export interface CheckOptions {
   /** http: request path. Default '/'. */
   httpPath?: string
   /** http: accepted statuses, comma-separated codes or classes: '2xx' (default), '200,204'. */
-  httpExpectStatus?: string
+  httpStatus?: string
   /** Written first on every check connection (a PROXY v2 LOCAL header) when backends require it. */
   sendProxyLocal?: Buffer
   /** Each delay is spread by ±ratio so backends don't get checked in lockstep. Default 0.1. */
@@ -61,8 +64,6 @@ export interface CheckOptions {
   flap?: FlapDamping
   /** Default 'first-check'. */
   initialState?: InitialState
-  /** How long `recentlyFailed(id)` stays true after a failure. Default intervalMs. */
-  recentFailureWindowMs?: number
 }
 
 /** Options after defaults and validation; built once per Prober. */
@@ -75,7 +76,9 @@ export interface ResolvedCheckOptions {
   readonly fastIntervalMs: number
   readonly downIntervalMs: number
   readonly port: number | null
-  /** sendProxyLocal and send joined once, so a check is one write. */
+  /** send-expect: what a check writes (empty: the backend greets first). */
+  readonly send: Buffer
+  /** udp: sendProxyLocal and send joined once, so a check is one datagram. */
   readonly sendBytes: Buffer
   readonly expect: readonly Buffer[]
   readonly expectMatch: ExpectMatch
@@ -85,7 +88,6 @@ export interface ResolvedCheckOptions {
   readonly jitterRatio: number
   readonly flap: FlapDamping | null
   readonly initialState: InitialState
-  readonly recentFailureWindowMs: number
 }
 
 /**
@@ -103,15 +105,14 @@ export const CHECK_DEFAULTS = {
 } as const
 
 /** Each check delay is spread by ±10% so many backends are not checked in lockstep. */
-export const DEFAULT_JITTER_RATIO = 0.1
+const DEFAULT_JITTER_RATIO = 0.1
 
-export const CHECK_TYPES: readonly CheckType[] = ['tcp', 'send-expect', 'http', 'udp', 'none']
 const INITIAL_STATES: readonly InitialState[] = ['first-check', 'fully-up', 'up', 'down', 'fully-down']
 
 /** Validates and fills defaults; every error names the option and the value. */
 export function resolveCheckOptions(options: CheckOptions): ResolvedCheckOptions {
   const d = CHECK_DEFAULTS
-  if (!CHECK_TYPES.includes(options.type)) {
+  if (!isCheckType(options.type)) {
     throw new ConfigError('check.type', options.type, `must be one of ${CHECK_TYPES.join(', ')}`)
   }
   const intervalMs = positiveMs('intervalMs', options.intervalMs ?? d.intervalMs)
@@ -120,7 +121,6 @@ export function resolveCheckOptions(options: CheckOptions): ResolvedCheckOptions
   const fall = count('fall', options.fall ?? d.fall)
   const fastIntervalMs = positiveMs('fastIntervalMs', options.fastIntervalMs ?? intervalMs)
   const downIntervalMs = positiveMs('downIntervalMs', options.downIntervalMs ?? intervalMs)
-  const recentFailureWindowMs = nonNegativeMs('recentFailureWindowMs', options.recentFailureWindowMs ?? intervalMs)
 
   let port: number | null = null
   if (options.port !== undefined) {
@@ -156,24 +156,14 @@ export function resolveCheckOptions(options: CheckOptions): ResolvedCheckOptions
   if (expectMatch !== 'prefix' && expectMatch !== 'contains') {
     throw new ConfigError('check.expectMatch', expectMatch, "must be 'prefix' or 'contains'")
   }
-  if (options.type === 'send-expect') {
-    // Without an expectation the check would pass on connect: that is a tcp check, say so.
-    if (expect.length === 0) throw new ConfigError('check.expect', options.expect, 'send-expect needs at least one expected reply')
-    if (expect.some((e) => e.length === 0)) throw new ConfigError('check.expect', options.expect, 'an expected reply must not be empty')
-    if (expect.some((e) => e.length > MAX_REPLY_BYTES)) {
-      throw new ConfigError('check.expect', options.expect, `an expected reply must fit in ${MAX_REPLY_BYTES} bytes`)
-    }
-  }
-
-  // udp: there is no connect to pass on; a datagram must go out and one must come back.
-  if (options.type === 'udp' && send.length === 0) throw new ConfigError('check.send', options.send, 'a udp check needs bytes to send')
-
   const httpPath = options.httpPath ?? d.httpPath
-  // The path goes verbatim into the request line: refuse anything that could split it.
-  if (!/^\/[\x21-\x7e]*$/.test(httpPath)) {
-    throw new ConfigError('check.httpPath', httpPath, "must start with '/' and hold only visible ASCII")
-  }
-  const httpStatusOk = parseExpectStatus(options.httpExpectStatus ?? d.httpStatus)
+  const httpStatus = options.httpStatus ?? d.httpStatus
+  // The type's own settings are checked by the type (lib/health/checks.ts), for config too.
+  const problem = checks[options.type].validate({ send: options.send, expect, httpPath, httpStatus })[0]
+  if (problem) throw new ConfigError(`check.${problem.key}`, problem.value, problem.problem)
+  const statusOk = parseExpectStatus(httpStatus)
+  // Only an http check reads it; another type's unused status text is not an error.
+  const httpStatusOk = typeof statusOk === 'string' ? () => false : statusOk
 
   return {
     type: options.type,
@@ -184,6 +174,7 @@ export function resolveCheckOptions(options: CheckOptions): ResolvedCheckOptions
     fastIntervalMs,
     downIntervalMs,
     port,
+    send,
     sendBytes: sendProxyLocal ? Buffer.concat([sendProxyLocal, send]) : send,
     expect,
     expectMatch,
@@ -193,36 +184,12 @@ export function resolveCheckOptions(options: CheckOptions): ResolvedCheckOptions
     jitterRatio,
     flap,
     initialState,
-    recentFailureWindowMs,
   }
-}
-
-/** A reply is read up to this many bytes; enough for any banner or status line we match. */
-export const MAX_REPLY_BYTES = 4096
-
-/** '2xx', '200', '200,204', '2xx,301' → a predicate. */
-export function parseExpectStatus(spec: string): (status: number) => boolean {
-  const exact = new Set<number>()
-  const classes = new Set<number>()
-  for (const raw of spec.split(',')) {
-    const token = raw.trim().toLowerCase()
-    if (/^[1-5]xx$/.test(token)) classes.add(Number(token[0]))
-    else if (/^[1-5]\d\d$/.test(token)) exact.add(Number(token))
-    else throw new ConfigError('check.httpExpectStatus', spec, "expected codes or classes like '2xx', '200,204'")
-  }
-  return (status) => exact.has(status) || classes.has(Math.floor(status / 100))
 }
 
 function positiveMs(key: string, value: number): number {
   if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) {
     throw new ConfigError(`check.${key}`, value, 'must be a positive number of milliseconds')
-  }
-  return value
-}
-
-function nonNegativeMs(key: string, value: number): number {
-  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) {
-    throw new ConfigError(`check.${key}`, value, 'must be zero or a positive number of milliseconds')
   }
   return value
 }

@@ -1,11 +1,12 @@
 import { ConfigError } from '../errors.js'
-import { realClock, type Clock, type TimerHandle } from './clock.js'
-import { startCheck, type CheckResult, type CheckRunner, type CheckTarget, type RunningCheck } from './checks.js'
+import { realClock, type Clock } from './clock.js'
+import { startCheck, type CheckResult, type CheckRunner, type CheckTarget } from './checks.js'
 import { resolveCheckOptions, type CheckOptions, type ResolvedCheckOptions } from './options.js'
-import { initialHealth, maxHealth, step } from './rise-fall.js'
+import { maxHealth } from './rise-fall.js'
+import { applyResult, freshTarget, intervalFor, ordered, record, resetTarget, type HealthState, type TargetHealth } from './target.js'
 
-/** 'starting': not yet checked under initialState 'first-check'; not usable. */
-export type HealthState = 'starting' | 'up' | 'down'
+export { HISTORY_SIZE, type HealthState } from './target.js'
+
 
 /** A change of a target's reported state, for the pool to apply. */
 export interface HealthEvent {
@@ -37,7 +38,6 @@ export interface TargetStatus {
   readonly nextCheckAt?: number
   /** Flap damping: passing checks hold the up transition until then. */
   readonly heldUntil?: number
-  readonly recentlyFailed: boolean
   /** Oldest first, at most HISTORY_SIZE. */
   readonly history: readonly CheckResult[]
 }
@@ -50,30 +50,6 @@ export interface ProberDeps {
 
 export type HealthListener = (event: HealthEvent) => void
 
-export const HISTORY_SIZE = 10
-
-interface TargetHealth {
-  target: CheckTarget
-  health: number
-  state: HealthState
-  paused: boolean
-  timer: TimerHandle | null
-  nextCheckAt: number | null
-  running: RunningCheck | null
-  /** Ring buffer: `historyNext` is where the next result goes. */
-  history: CheckResult[]
-  historyNext: number
-  // The current run, for reasons: reset by an opposite result.
-  passedChecks: number
-  failedChecks: number
-  passiveFailures: number
-  lastError: string | undefined
-  lastFailureAt: number
-  /** up↔down transition times within flap.windowMs. */
-  transitions: number[]
-  holdSince: number | null
-  holdTransitions: number
-}
 
 /**
  * Schedules health checks for a set of targets and reports state changes as events. Data in
@@ -138,7 +114,7 @@ export class Prober {
         old.target = target
         next.set(target.id, old)
       } else {
-        next.set(target.id, this.#fresh(target))
+        next.set(target.id, freshTarget(target, this.#options))
       }
     }
     for (const [id, old] of this.#targets) {
@@ -168,7 +144,7 @@ export class Prober {
     t.paused = false
     if (this.#options.type === 'none') return
     const from = t.state
-    this.#reset(t)
+    resetTarget(t, this.#options)
     if (this.#started) this.#schedule(t, 0)
     if (from !== t.state) {
       const reason = t.state === 'starting' ? 'left maintenance, waiting for the first check' : `left maintenance, initial state ${t.state}`
@@ -185,7 +161,6 @@ export class Prober {
     if (!t || t.paused) return
     const now = this.#clock.now()
     if (ok) {
-      t.lastFailureAt = -Infinity
       if (this.#options.type !== 'none' && t.state === 'up' && t.health < maxHealth(this.#options)) {
         t.health = maxHealth(this.#options)
         t.failedChecks = 0
@@ -193,15 +168,14 @@ export class Prober {
       }
       return
     }
-    t.lastFailureAt = now
     t.lastError = error ?? 'connect failed'
     if (this.#options.type === 'none') return
-    this.#record(t, { at: now, durationMs: 0, ok: false, error: t.lastError, passive: true })
+    record(t, { at: now, durationMs: 0, ok: false, error: t.lastError, passive: true })
     const from = t.state
-    const reason = this.#apply(t, false, true, now)
+    const reason = applyResult(t, false, true, now, this.#options)
     // Like HAProxy's on-error fail-check: a suspect target is re-checked at fastinter.
     if (this.#started && t.running === null && t.nextCheckAt !== null) {
-      const delayMs = this.#jitter(this.#intervalFor(t, now))
+      const delayMs = this.#jitter(intervalFor(t, now, this.#options))
       if (t.nextCheckAt - now > delayMs) this.#schedule(t, delayMs)
     }
     if (reason) this.#emit(t, from, reason)
@@ -212,17 +186,6 @@ export class Prober {
     return this.#targets.get(id)?.state === 'up'
   }
 
-  /**
-   * True for a while (recentFailureWindowMs) after a failed check or data-path connect, until
-   * a passed check or a successful connect: lets the data path skip a backend that just
-   * refused while the prober confirms.
-   */
-  recentlyFailed(id: number): boolean {
-    const t = this.#targets.get(id)
-    if (!t) return false
-    return this.#clock.now() - t.lastFailureAt < this.#options.recentFailureWindowMs
-  }
-
   /** The last HISTORY_SIZE results (checks and passive failures), oldest first. */
   history(id: number): readonly CheckResult[] {
     const t = this.#targets.get(id)
@@ -230,7 +193,6 @@ export class Prober {
   }
 
   snapshot(): readonly TargetStatus[] {
-    const now = this.#clock.now()
     const none = this.#options.type === 'none'
     const out: TargetStatus[] = []
     for (const t of this.#targets.values()) {
@@ -245,7 +207,6 @@ export class Prober {
         fall: this.#options.fall,
         consecutivePassed: t.passedChecks,
         consecutiveFailed: t.failedChecks + t.passiveFailures,
-        recentlyFailed: now - t.lastFailureAt < this.#options.recentFailureWindowMs,
         history: ordered(t),
         ...(t.lastError !== undefined && { lastError: t.lastError }),
         ...(t.nextCheckAt !== null && { nextCheckAt: t.nextCheckAt }),
@@ -254,46 +215,6 @@ export class Prober {
       out.push(status)
     }
     return out
-  }
-
-  #fresh(target: CheckTarget): TargetHealth {
-    const t: TargetHealth = {
-      target,
-      health: 0,
-      state: 'starting',
-      paused: false,
-      timer: null,
-      nextCheckAt: null,
-      running: null,
-      history: [],
-      historyNext: 0,
-      passedChecks: 0,
-      failedChecks: 0,
-      passiveFailures: 0,
-      lastError: undefined,
-      lastFailureAt: -Infinity,
-      transitions: [],
-      holdSince: null,
-      holdTransitions: 0,
-    }
-    this.#reset(t)
-    if (target.initial !== undefined) {
-      t.health = initialHealth(target.initial, this.#options)
-      t.state = target.initial
-    }
-    return t
-  }
-
-  #reset(t: TargetHealth): void {
-    const initial = this.#options.initialState
-    // 'first-check' starts the counter where HAProxy's init-state 'down' does (rise-1): one
-    // pass brings it up; a failure drops it to 0, then `rise` passes are needed.
-    t.health = initialHealth(initial === 'first-check' ? 'down' : initial, this.#options)
-    t.state = initial === 'first-check' ? 'starting' : t.health >= this.#options.rise ? 'up' : 'down'
-    t.passedChecks = 0
-    t.failedChecks = 0
-    t.passiveFailures = 0
-    t.holdSince = null
   }
 
   /** Cancels the timer and any in-flight check of `t`; its socket is awaited by stop(). */
@@ -312,7 +233,7 @@ export class Prober {
    */
   #scheduleFirst(t: TargetHealth): void {
     if (t.paused) return
-    this.#schedule(t, Math.random() * this.#options.jitterRatio * this.#intervalFor(t, this.#clock.now()))
+    this.#schedule(t, Math.random() * this.#options.jitterRatio * intervalFor(t, this.#clock.now(), this.#options))
   }
 
   #schedule(t: TargetHealth, delayMs: number): void {
@@ -340,114 +261,19 @@ export class Prober {
 
   #complete(t: TargetHealth, result: CheckResult): void {
     const now = this.#clock.now()
-    this.#record(t, result)
-    if (result.ok) t.lastFailureAt = -Infinity
-    else {
-      t.lastFailureAt = now
-      t.lastError = result.error
-    }
+    record(t, result)
+    if (!result.ok) t.lastError = result.error
     const from = t.state
-    const reason = this.#apply(t, result.ok, false, now)
+    const reason = applyResult(t, result.ok, false, now, this.#options)
     // HAProxy measures the interval from the end of a check, so a slow backend is never
     // checked back to back.
-    this.#schedule(t, this.#jitter(this.#intervalFor(t, now)))
+    this.#schedule(t, this.#jitter(intervalFor(t, now, this.#options)))
     if (reason) this.#emit(t, from, reason)
-  }
-
-  /** Applies one result to the counter and the reported state; returns an event reason on a change. */
-  #apply(t: TargetHealth, ok: boolean, passive: boolean, now: number): string | null {
-    const options = this.#options
-    if (ok) {
-      t.passedChecks++
-      t.failedChecks = 0
-      t.passiveFailures = 0
-    } else {
-      t.passedChecks = 0
-      if (passive) t.passiveFailures++
-      else t.failedChecks++
-    }
-
-    // A failure during a flap hold ends it: the target did not keep passing.
-    if (!ok && t.holdSince !== null) {
-      t.holdSince = null
-      t.health = 0
-      return null
-    }
-    t.health = step(t.health, ok, options).health
-    const counterUp = t.health >= options.rise
-
-    if (t.state === 'starting') {
-      t.state = counterUp ? 'up' : 'down'
-      if (ok) return 'first check passed'
-      return passive ? `data-path connect failure before the first check (${t.lastError})` : `first check failed (${t.lastError})`
-    }
-    if (t.state === 'up' && !counterUp) {
-      t.state = 'down'
-      this.#noteTransition(t, now)
-      return this.#downReason(t)
-    }
-    if (t.state === 'down' && counterUp) {
-      const flap = options.flap
-      if (flap && t.holdSince === null) {
-        prune(t.transitions, now - flap.windowMs)
-        if (t.transitions.length > flap.maxTransitions) {
-          t.holdSince = now
-          t.holdTransitions = t.transitions.length
-          return null
-        }
-      }
-      if (flap && t.holdSince !== null) {
-        if (now - t.holdSince < flap.holdMs) return null
-        const heldMs = Math.round(now - t.holdSince)
-        t.holdSince = null
-        t.state = 'up'
-        this.#noteTransition(t, now)
-        return `${t.passedChecks} consecutive passed checks over a ${heldMs} ms flap hold (${t.holdTransitions} transitions in ${flap.windowMs} ms)`
-      }
-      t.state = 'up'
-      this.#noteTransition(t, now)
-      return run(t.passedChecks, 'passed check')
-    }
-    return null
-  }
-
-  #downReason(t: TargetHealth): string {
-    const last = `(last: ${t.lastError})`
-    if (t.passiveFailures === 0) return `${run(t.failedChecks, 'failed check')} ${last}`
-    if (t.failedChecks === 0) return `${run(t.passiveFailures, 'data-path connect failure')} ${last}`
-    return (
-      `${t.failedChecks + t.passiveFailures} consecutive failures: ${t.failedChecks} ${plural(t.failedChecks, 'failed check')}, ` +
-      `${t.passiveFailures} ${plural(t.passiveFailures, 'data-path connect failure')} ${last}`
-    )
-  }
-
-  #noteTransition(t: TargetHealth, now: number): void {
-    const flap = this.#options.flap
-    if (!flap) return
-    prune(t.transitions, now - flap.windowMs)
-    t.transitions.push(now)
-  }
-
-  /** HAProxy `srv_getinter`: inter when steadily up, downinter when steadily down, else fastinter. */
-  #intervalFor(t: TargetHealth, now: number): number {
-    const options = this.#options
-    if (t.state === 'up' && t.health === maxHealth(options)) return options.intervalMs
-    if (t.state === 'down' && t.health === 0) return options.downIntervalMs
-    if (t.holdSince !== null && options.flap) {
-      // Check again right when the hold ends so the up transition isn't late by an interval.
-      return Math.max(0, Math.min(options.fastIntervalMs, t.holdSince + options.flap.holdMs - now))
-    }
-    return options.fastIntervalMs
   }
 
   #jitter(delayMs: number): number {
     const ratio = this.#options.jitterRatio
     return delayMs * (1 + ratio * (2 * Math.random() - 1))
-  }
-
-  #record(t: TargetHealth, result: CheckResult): void {
-    t.history[t.historyNext] = result
-    t.historyNext = (t.historyNext + 1) % HISTORY_SIZE
   }
 
   #emit(t: TargetHealth, from: HealthState, reason: string): void {
@@ -470,25 +296,4 @@ export class Prober {
       })
     }
   }
-}
-
-function ordered(t: TargetHealth): CheckResult[] {
-  if (t.history.length < HISTORY_SIZE) return t.history.slice()
-  return [...t.history.slice(t.historyNext), ...t.history.slice(0, t.historyNext)]
-}
-
-/** Drops times older than `since` from the front of an ascending list. */
-function prune(times: number[], since: number): void {
-  let i = 0
-  while (i < times.length && (times[i] as number) <= since) i++
-  if (i > 0) times.splice(0, i)
-}
-
-/** '1 failed check', '3 consecutive failed checks'. */
-function run(n: number, noun: string): string {
-  return n === 1 ? `1 ${noun}` : `${n} consecutive ${noun}s`
-}
-
-function plural(n: number, noun: string): string {
-  return n === 1 ? noun : `${noun}s`
 }

@@ -7,7 +7,7 @@
 import dgram from 'node:dgram'
 import { isIPv6 } from 'node:net'
 import { errorCode } from '../errors.js'
-import type { CheckResult, CheckTarget, RunningCheck } from './checks.js'
+import type { CheckKind, CheckResult, CheckTarget, RunningCheck } from './checks.js'
 import type { Clock } from './clock.js'
 import type { ResolvedCheckOptions } from './options.js'
 
@@ -72,4 +72,10 @@ export function startUdpCheck(target: CheckTarget, options: ResolvedCheckOptions
       finish(false, 'cancelled')
     },
   }
+}
+
+export const udpCheck: CheckKind = {
+  // There is no connect to pass on: a datagram must go out and one must come back.
+  validate: (spec) => (spec.send === undefined || spec.send.length === 0 ? [{ key: 'send', value: undefined, problem: 'a udp check needs bytes to send' }] : []),
+  run: startUdpCheck,
 }

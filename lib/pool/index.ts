@@ -9,7 +9,7 @@
  * survive (issue 12). A backend's `id` is a slot that is never reused within the pool, so a
  * connection or session that outlives its backend's removal still closes on the right counter.
  */
-import { resolveAlgorithm, type Algorithm, type BalanceEntry, type PickData, type Picker } from '../balance/index.js'
+import { MAX_WEIGHT, resolveAlgorithm, type Algorithm, type BalanceEntry, type PickData, type Picker } from '../balance/index.js'
 import type { BackendConfig } from '../config/index.js'
 import { ConfigError } from '../errors.js'
 
@@ -43,6 +43,34 @@ export const CHECK_DURATION_BOUNDS_MS: readonly number[] = [1, 2.5, 5, 10, 25, 5
 /** How long the data path steers around a backend that just refused, while the prober confirms. */
 export const PASSIVE_AVOID_MS = 2_000
 
+/**
+ * Slow start (HAProxy's `slowstart`, src/server.c server_recalc_eweight): weights are scaled by
+ * up to WEIGHT_SCALE (HAProxy's BE_WEIGHT_SCALE is 16) so a weight-1 backend can ramp in steps;
+ * the scale is fixed for the pool (never only during a ramp), so hashing tables do not move when
+ * a ramp starts or ends. The picker is rebuilt at most RAMP_STEPS times per ramp, never per
+ * connection, and no more often than MIN_RAMP_STEP_MS.
+ */
+export const WEIGHT_SCALE = 16
+export const RAMP_STEPS = 32
+export const MIN_RAMP_STEP_MS = 100
+
+/** Time for slow start; injectable so tests run the ramp on a fake clock. */
+export interface PoolClock {
+  now(): number
+  setTimeout(fn: () => void, delayMs: number): unknown
+  clearTimeout(handle: unknown): void
+}
+
+const realClock: PoolClock = {
+  now: () => Date.now(),
+  setTimeout(fn, delayMs) {
+    const timer = setTimeout(fn, delayMs)
+    timer.unref()
+    return timer
+  },
+  clearTimeout: (handle) => clearTimeout(handle as NodeJS.Timeout),
+}
+
 export class Backend {
   readonly id: number
   readonly name: string
@@ -71,6 +99,10 @@ export class Backend {
   lastError: string | undefined
   /** Until when (ms since epoch) picks steer around this backend after a refused connect. */
   avoidUntil = 0
+  /** Slow start: when its ramp began (pool clock), 0 when it serves at full weight. */
+  rampStartedAt = 0
+  /** Added by a reload: its first up ramps too (backends there at start do not, as in HAProxy). */
+  rampOnFirstUp = false
   connectionsTotal = 0
   connectErrorsTotal = 0
   /** Data-path connect failures by error code (ECONNREFUSED, timeout, …) for metrics. */
@@ -124,6 +156,9 @@ export interface PoolOptions {
   readonly activeStorage?: Int32Array
   /** The algorithm object, when the caller resolved `balance` itself (a registry from lib/api). */
   readonly algorithm?: Algorithm | undefined
+  /** A backend coming back up ramps from near zero to its weight over this long; 0 = off. */
+  readonly slowStartMs?: number
+  readonly clock?: PoolClock
 }
 
 /** What a data plane needs to pick as this pool does: the usable backends and the picker's data. */
@@ -173,6 +208,12 @@ export class Pool {
   #backups: Backend[] = []
   #usableCount = 0
   #usingBackups = false
+  /** What the pickers were built from (ids and effective weights): an unchanged set keeps them. */
+  #builtFrom = ''
+  #slowStartMs = 0
+  #weightScale = 1
+  readonly #clock: PoolClock
+  #rampTimer: unknown = undefined
   readonly #listeners: Listener[] = []
   readonly #passiveListeners: PassiveListener[] = []
   readonly #rebuildListeners: Array<() => void> = []
@@ -181,9 +222,11 @@ export class Pool {
   constructor(options: PoolOptions) {
     this.name = options.name
     this.#activeStorage = options.activeStorage
+    this.#clock = options.clock ?? realClock
     this.#algorithm = options.algorithm ?? algorithmOf(options.balance)
     this.#checked = options.checked
     this.#replaceBackends(options.backends, options.addresses)
+    this.#setSlowStart(options.slowStartMs ?? 0)
     this.#picker = this.#rebuild()
   }
 
@@ -211,11 +254,19 @@ export class Pool {
    * flag and check port. Any other is new (starting when checked) and a missing one leaves the
    * pool; its connections finish on it. `checked` is whether a prober decides health now.
    */
-  update(options: Omit<PoolOptions, 'name'>): PoolUpdate {
-    this.#algorithm = options.algorithm ?? algorithmOf(options.balance)
+  update(options: Omit<PoolOptions, 'name' | 'clock'>): PoolUpdate {
+    const algorithm = options.algorithm ?? algorithmOf(options.balance)
+    // A new algorithm builds from scratch: the old picker's state means nothing to it.
+    if (algorithm !== this.#algorithm) this.#builtFrom = ''
+    this.#algorithm = algorithm
     const wasChecked = this.#checked
     this.#checked = options.checked
     const result = this.#replaceBackends(options.backends, options.addresses)
+    for (const name of result.added) {
+      const b = this.byName(name)
+      if (b) b.rampOnFirstUp = true
+    }
+    this.#setSlowStart(options.slowStartMs ?? 0)
     // Checks switched off: nothing will ever decide health again, so everything serves.
     if (wasChecked && !options.checked) {
       for (const b of this.backends) {
@@ -224,8 +275,7 @@ export class Pool {
         b.starting = false
       }
     }
-    this.#picker = this.#rebuild()
-    for (const l of this.#rebuildListeners) l()
+    this.#refresh()
     return result
   }
 
@@ -436,7 +486,7 @@ export class Pool {
     const backend = this.#slots[backendId]
     if (!backend || backend.weight === weight) return
     backend.weight = weight
-    if (backend.usable) this.#picker = this.#rebuild()
+    if (backend.usable) this.#refresh()
   }
 
   /** Applies an operator's drain / maint / enable. */
@@ -456,15 +506,74 @@ export class Pool {
     backend.lastChangeAt = Date.now()
     backend.lastReason = reason
     backend.lastError = lastError
-    if (wasUsable !== backend.usable) {
-      this.#picker = this.#rebuild()
-      for (const l of this.#rebuildListeners) l()
+    if (!wasUsable && backend.usable && this.#slowStartMs > 0 && (from !== 'starting' || backend.rampOnFirstUp)) {
+      backend.rampStartedAt = this.#clock.now()
+      this.#scheduleRamp()
     }
+    if (!backend.usable) backend.rampStartedAt = 0
+    if (wasUsable !== backend.usable) this.#refresh()
     if (from === to || !backend.current) return
     const change: StateChange = {
       pool: this.name, backend, from, to, reason, lastError, usableCount: this.#usableCount, usingBackups: this.#usingBackups,
     }
     for (const l of this.#listeners) l(change)
+  }
+
+  /**
+   * A backend's weight for the picker: its configured weight times the pool's scale, or during
+   * a ramp the share of that reached so far (at least 1, so it starts at once, at the smallest
+   * step, as HAProxy's does). A finished ramp is cleared here.
+   */
+  #effectiveWeight(b: Backend, now: number): number {
+    const full = b.weight * this.#weightScale
+    if (b.rampStartedAt === 0) return full
+    const elapsed = now - b.rampStartedAt
+    if (elapsed >= this.#slowStartMs || elapsed < 0) {
+      b.rampStartedAt = 0
+      return full
+    }
+    return Math.max(1, Math.ceil((full * elapsed) / this.#slowStartMs))
+  }
+
+  #setSlowStart(slowStartMs: number): void {
+    this.#slowStartMs = slowStartMs
+    // As large as HAProxy's scale while the heaviest weight stays within the balancers' range.
+    const heaviest = Math.max(1, ...this.backends.map((b) => b.weight))
+    const scale = slowStartMs > 0 ? Math.max(1, Math.min(WEIGHT_SCALE, Math.floor(MAX_WEIGHT / heaviest))) : 1
+    if (scale !== this.#weightScale) this.#builtFrom = ''
+    this.#weightScale = scale
+    if (slowStartMs === 0) for (const b of this.backends) b.rampStartedAt = 0
+  }
+
+  /** One timer per pool while any backend ramps: each tick rebuilds only if a weight moved. */
+  #scheduleRamp(): void {
+    if (this.#rampTimer !== undefined) return
+    const stepMs = Math.max(MIN_RAMP_STEP_MS, Math.ceil(this.#slowStartMs / RAMP_STEPS))
+    // The last step lands when the first ramp ends, not up to a step later.
+    const delay = (): number => {
+      let next = stepMs
+      for (const b of this.backends) if (b.rampStartedAt !== 0) next = Math.min(next, b.rampStartedAt + this.#slowStartMs - this.#clock.now())
+      return Math.max(1, next)
+    }
+    const tick = (): void => {
+      this.#rampTimer = undefined
+      this.#refresh()
+      if (this.backends.some((b) => b.rampStartedAt !== 0)) this.#rampTimer = this.#clock.setTimeout(tick, delay())
+    }
+    this.#rampTimer = this.#clock.setTimeout(tick, delay())
+  }
+
+  /** Effective weight by backend id while ramping (for /status and tests); full weight otherwise. */
+  weightOf(backend: Backend): number {
+    return this.#effectiveWeight(backend, this.#clock.now())
+  }
+
+  /** Rebuilds the pickers; a data plane that picks by itself is told when they changed. */
+  #refresh(): void {
+    const picker = this.#rebuild()
+    if (picker === this.#picker) return
+    this.#picker = picker
+    for (const l of this.#rebuildListeners) l()
   }
 
   #rebuild(): Picker {
@@ -475,9 +584,22 @@ export class Pool {
     this.#pickable = pickable
     this.#usableCount = pickable.length
     this.#backups = primaries.length > 0 ? backups : []
-    this.#backupPicker = this.#backups.length > 0 ? this.#algorithm.createPicker(entriesOf(this.#backups), this.active) : null
-    return this.#algorithm.createPicker(entriesOf(pickable), this.active)
+    const now = this.#clock.now()
+    const entries = pickable.map((b) => ({ name: b.name, weight: this.#effectiveWeight(b, now), slot: b.id }))
+    const backupEntries = this.#backups.map((b) => ({ name: b.name, weight: this.#effectiveWeight(b, now), slot: b.id }))
+    // Nothing the pickers see changed: keep them (and round-robin's place in its sequence).
+    const builtFrom = `${signatureOf(entries)}|${signatureOf(backupEntries)}`
+    if (builtFrom === this.#builtFrom) return this.#picker
+    this.#builtFrom = builtFrom
+    this.#backupPicker = backupEntries.length > 0 ? this.#algorithm.createPicker(backupEntries, this.active, this.#backupPicker ?? undefined) : null
+    return this.#algorithm.createPicker(entries, this.active, this.#picker)
   }
+}
+
+function signatureOf(entries: readonly BalanceEntry[]): string {
+  let out = ''
+  for (const e of entries) out += `${e.slot}:${e.weight},`
+  return out
 }
 
 function algorithmOf(balance: string): Algorithm {
@@ -494,10 +616,6 @@ function grown(array: Int32Array, length: number): Int32Array<ArrayBuffer> {
 
 function identity(name: string, address: string, port: number): string {
   return `${name}\n${address}\n${port}`
-}
-
-function entriesOf(backends: readonly Backend[]): BalanceEntry[] {
-  return backends.map((b) => ({ name: b.name, weight: b.weight, slot: b.id }))
 }
 
 /** One pick over `pickable` that leaves out `tried` and steers around recent refusals. */

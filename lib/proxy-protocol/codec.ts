@@ -1,6 +1,7 @@
 /**
  * The one door to proxy-protocol-js (CommonJS). Everything else in this module imports the
- * package from here, so replacing it later touches one file.
+ * package from here, so replacing it later touches one file. It builds the headers we send
+ * (encode.ts); received headers are parsed once, incrementally, by decode.ts.
  */
 import ppjs from 'proxy-protocol-js'
 
@@ -18,5 +19,3 @@ export const {
   IPv6ProxyAddress,
   UnspecProxyAddress,
 } = ppjs
-
-export type V2Parsed = InstanceType<typeof ppjs.V2ProxyProtocol>

@@ -1,30 +1,8 @@
-import { ProxyHeaderError } from '../errors.js'
-import {
-  AddressFamilyType,
-  Command,
-  IPv4ProxyAddress,
-  IPv6ProxyAddress,
-  TransportProtocol,
-  V1ProxyProtocol,
-  V2ProxyProtocol,
-  type V2Parsed,
-} from './codec.js'
-import {
-  DEFAULT_MAX_V2_LENGTH,
-  MAX_AUTHORITY_LENGTH,
-  MAX_UNIQUE_ID_LENGTH,
-  PP2_TYPE_AUTHORITY,
-  PP2_TYPE_CRC32C,
-  PP2_TYPE_UNIQUE_ID,
-  V1_MAX_LENGTH,
-  V1_TCP4_MAX_LENGTH,
-  V2_ADDRESS_LENGTH,
-  V2_HEADER_LENGTH,
-  V2_SIGNATURE,
-} from './constants.js'
-import { CRC32C_INIT, crc32cFinish, crc32cUpdate, crc32cZeros } from './crc32c.js'
-import { formatIPv4, formatIPv6, parseIPv4Into, parseIPv6Into } from './ip.js'
-import { type Endpoint, type ProxyHeader, type Tlv, proxyError } from './types.js'
+import { ConfigError, ProxyHeaderError, StateError } from '../errors.js'
+import { DEFAULT_MAX_V2_LENGTH, V1_MAX_LENGTH, V1_TCP4_MAX_LENGTH, V2_ADDRESS_LENGTH, V2_HEADER_LENGTH, V2_SIGNATURE } from './constants.js'
+import { decodeV2, hex } from './decode-v2.js'
+import { formatIPv6, parseIPv4Into, parseIPv6Into } from './ip.js'
+import { type Endpoint, type ProxyHeader, proxyError } from './types.js'
 
 export interface ParserOptions {
   /** Refuse v2 headers whose length field exceeds this many bytes (default 4096). */
@@ -75,10 +53,6 @@ for (let c = 0x41; c <= 0x46; c++) CLASS[c] = HEX
 CLASS[0x2e] = DOTC
 CLASS[0x3a] = COLONC
 
-function hex(byte: number): string {
-  return `0x${byte.toString(16).padStart(2, '0')}`
-}
-
 /**
  * An incremental PROXY v1/v2 header reader: feed it the chunks a socket delivers, in order, until
  * it answers `done` (with the bytes that followed the header) or throws a ProxyHeaderError. It
@@ -86,11 +60,12 @@ function hex(byte: number): string {
  * header (signature, version, command, family, v1 token, byte classes, lengths), and waits only
  * while the bytes so far could still be one.
  *
- * Framing and those early checks are ours: proxy-protocol-js parses complete input only, does
- * not say how long a v2 header is (it hands back everything after the addresses as `data`) and
- * does not bound a v1 line. Once a header is complete, proxy-protocol-js decodes it (v1 fields,
- * v2 fixed header and addresses); we then validate v1 fields strictly, walk the v2 TLVs and check
- * CRC32C, which the package does not do.
+ * The header is parsed once, by this walk: it records where the v1 fields are, and a complete
+ * header is decoded from those positions (v1) or from the fixed offsets of the v2 address block
+ * (decode-v2.ts, which also walks the TLVs and checks CRC32C). proxy-protocol-js, which builds
+ * the headers we send (encode.ts), parses complete input only, does not say how long a v2 header
+ * is and does not bound a v1 line, so it could not be the incremental reader; running it again
+ * over a header this walk had already checked would be a second parse of the same bytes.
  *
  * A header that arrives in one chunk (the normal case, §2: it is sent at once) is decoded in
  * place without copying; only a split header is gathered into a buffer sized to it.
@@ -109,6 +84,8 @@ export class ProxyHeaderParser {
   #spaces = 0
   #fieldLength = 0
   #fieldFirst = 0
+  /** Where each v1 field starts: source, destination, source port, destination port; then the CR. */
+  readonly #fieldAt = [0, 0, 0, 0, 0]
   #v2Family = 0
   #v2Total = 0
   #failure: ProxyHeaderError | null = null
@@ -117,7 +94,7 @@ export class ProxyHeaderParser {
   constructor(options: ParserOptions = {}) {
     const max = options.maxV2Length ?? DEFAULT_MAX_V2_LENGTH
     if (!Number.isInteger(max) || max < 0 || max > 0xffff) {
-      throw new RangeError(`maxV2Length must be an integer 0-65535, got ${max}`)
+      throw new ConfigError('maxV2Length', max, 'must be an integer 0-65535')
     }
     this.#maxV2Length = max
   }
@@ -133,7 +110,7 @@ export class ProxyHeaderParser {
    */
   push(chunk: Buffer): ParseResult {
     if (this.#failure !== null) throw this.#failure
-    if (this.#finished) throw new Error('ProxyHeaderParser.push after the header was complete')
+    if (this.#finished) throw new StateError('ProxyHeaderParser.push after the header was complete')
     try {
       return this.#push(chunk)
     } catch (err) {
@@ -265,6 +242,7 @@ export class ProxyHeaderParser {
           this.#v1Proto = t
           this.#v1Cap = t === TCP4 ? V1_TCP4_MAX_LENGTH : V1_MAX_LENGTH
           this.#prevSpace = t !== UNKNOWN
+          this.#fieldAt[0] = pos + 1
         }
       }
       if (candidates === 0)
@@ -291,12 +269,14 @@ export class ProxyHeaderParser {
     if (b === CR) {
       if (this.#spaces !== 3 || this.#prevSpace)
         throw proxyError('v1-malformed', `line ends at ${pos} with fields missing`)
+      this.#fieldAt[4] = pos + 1 // as if a separator followed, like the other fields
       this.#prevCR = true
       return false
     }
     if (b === SPACE) {
       if (this.#prevSpace) throw proxyError('v1-malformed', `empty field at ${pos}`)
       if (++this.#spaces > 3) throw proxyError('v1-malformed', `too many fields at ${pos}`)
+      this.#fieldAt[this.#spaces] = pos + 1
       this.#prevSpace = true
       this.#fieldLength = 0
       return false
@@ -306,8 +286,7 @@ export class ProxyHeaderParser {
     if ((CLASS[b]! & allowed) === 0)
       throw proxyError('v1-malformed', `byte ${pos} (${hex(b)}) cannot appear in this field`)
     if (this.#spaces >= 2) {
-      // ports: decimal without heading zeroes (§2.1), so at most 5 digits; proxy-protocol-js
-      // returns Number(text) and could no longer tell "0080" from "80"
+      // ports: decimal without heading zeroes (§2.1), so at most 5 digits
       if (this.#fieldLength === 1 && this.#fieldFirst === 0x30)
         throw proxyError('v1-bad-port', `port with a leading zero at ${pos - 1}`)
       if (this.#fieldLength === 5) throw proxyError('v1-bad-port', `port longer than 5 digits at ${pos}`)
@@ -329,20 +308,15 @@ export class ProxyHeaderParser {
         byteLength: bytes.length,
       }
     }
-    let parsed: InstanceType<typeof V1ProxyProtocol>
-    try {
-      parsed = V1ProxyProtocol.parse(bytes.toString('latin1'))
-    } catch (err) {
-      throw proxyError('v1-malformed', errorText(err))
-    }
+    const field = (k: number): string => bytes.toString('latin1', this.#fieldAt[k]!, this.#fieldAt[k + 1]! - 1)
     const family = this.#v1Proto === TCP4 ? 4 : 6
     return {
       version: 1,
       command: 'proxy',
       transport: 'stream',
       family,
-      source: v1Endpoint(parsed.source.ipAddress, parsed.source.port, family, 'source'),
-      destination: v1Endpoint(parsed.destination.ipAddress, parsed.destination.port, family, 'destination'),
+      source: v1Endpoint(field(0), Number(field(2)), family, 'source'),
+      destination: v1Endpoint(field(1), Number(field(3)), family, 'destination'),
       tlvs: [],
       byteLength: bytes.length,
     }
@@ -352,9 +326,8 @@ export class ProxyHeaderParser {
 const scratch16 = new Uint8Array(16)
 
 /**
- * Strict v1 field checks proxy-protocol-js leaves out (its regex takes any non-space text as an
- * address and any digit run as a port). IPv6 text is re-printed canonically so that
- * `2001:DB8::1` and `2001:db8:0::1` hash to the same key.
+ * A v1 address is parsed here, strictly (the walk only checked its byte classes); IPv6 text is
+ * re-printed canonically so that `2001:DB8::1` and `2001:db8:0::1` hash to the same key.
  */
 function v1Endpoint(address: string, port: number, family: 4 | 6, which: string): Endpoint {
   if (family === 4) {
@@ -369,114 +342,6 @@ function v1Endpoint(address: string, port: number, family: 4 | 6, which: string)
   if (!Number.isInteger(port) || port > 65535)
     throw proxyError('v1-bad-port', `${which} port ${port} exceeds 65535`)
   return { address, port }
-}
-
-function errorText(err: unknown): string {
-  if (err && typeof err === 'object' && 'message' in err && typeof err.message === 'string')
-    return err.message
-  return String(err)
-}
-
-/** Decodes a complete v2 header (bytes is exactly 16 + length bytes, already framed). */
-function decodeV2(bytes: Buffer): ProxyHeader {
-  let parsed: V2Parsed
-  try {
-    parsed = V2ProxyProtocol.parse(bytes)
-  } catch (err) {
-    throw proxyError('v2-malformed', errorText(err))
-  }
-  const tlvs = parseTlvs(bytes, V2_HEADER_LENGTH + V2_ADDRESS_LENGTH[bytes[13]! >> 4]!)
-  const header: ProxyHeader = {
-    version: 2,
-    command: parsed.command === Command.LOCAL ? 'local' : 'proxy',
-    transport:
-      parsed.transportProtocol === TransportProtocol.STREAM
-        ? 'stream'
-        : parsed.transportProtocol === TransportProtocol.DGRAM
-          ? 'dgram'
-          : 'unspec',
-    family: 0,
-    tlvs,
-    byteLength: bytes.length,
-  }
-  // LOCAL: "discard the protocol block including the family" (§2.2). UNSPEC transport or
-  // family, and AF_UNIX, carry nothing an IP load balancer can use: real endpoints apply.
-  if (header.command === 'proxy' && header.transport !== 'unspec') {
-    const address = parsed.proxyAddress
-    if (parsed.addressFamilyType === AddressFamilyType.INET && address instanceof IPv4ProxyAddress) {
-      header.family = 4
-      header.source = { address: formatIPv4(address.sourceAddress.address), port: address.sourcePort }
-      header.destination = {
-        address: formatIPv4(address.destinationAddress.address),
-        port: address.destinationPort,
-      }
-    } else if (parsed.addressFamilyType === AddressFamilyType.INET6 && address instanceof IPv6ProxyAddress) {
-      header.family = 6
-      header.source = { address: formatIPv6(address.sourceAddress.address), port: address.sourcePort }
-      header.destination = {
-        address: formatIPv6(address.destinationAddress.address),
-        port: address.destinationPort,
-      }
-    }
-  }
-  for (const tlv of tlvs) {
-    if (tlv.type === PP2_TYPE_UNIQUE_ID) header.uniqueId = uniqueIdText(tlv.value)
-    else if (tlv.type === PP2_TYPE_AUTHORITY) header.authority = tlv.value.toString('utf8')
-  }
-  return header
-}
-
-/**
- * Walks the TLV vectors from `start` to the end of the header (§2.2): each must fit, known types
- * must have possible lengths (CRC32C exactly 4 and at most once, UNIQUE_ID up to 128, AUTHORITY
- * up to 255 as HAProxy enforces), and a CRC32C must match the header with its value read as zeros.
- */
-function parseTlvs(bytes: Buffer, start: number): Tlv[] {
-  const tlvs: Tlv[] = []
-  const end = bytes.length
-  let at = start
-  let crcAt = -1
-  while (at < end) {
-    if (at + 3 > end) throw proxyError('v2-bad-tlv', `${end - at} stray bytes after the last TLV`)
-    const type = bytes[at]!
-    const length = bytes.readUInt16BE(at + 1)
-    const valueAt = at + 3
-    if (valueAt + length > end)
-      throw proxyError('v2-bad-tlv', `TLV ${hex(type)} of ${length} bytes overruns the header`)
-    if (type === PP2_TYPE_CRC32C) {
-      if (length !== 4) throw proxyError('v2-bad-tlv', `CRC32C TLV of ${length} bytes, not 4`)
-      if (crcAt >= 0) throw proxyError('v2-bad-tlv', 'two CRC32C TLVs')
-      crcAt = valueAt
-    } else if (type === PP2_TYPE_UNIQUE_ID && length > MAX_UNIQUE_ID_LENGTH) {
-      throw proxyError('v2-bad-tlv', `UNIQUE_ID of ${length} bytes exceeds ${MAX_UNIQUE_ID_LENGTH}`)
-    } else if (type === PP2_TYPE_AUTHORITY && length > MAX_AUTHORITY_LENGTH) {
-      throw proxyError('v2-bad-tlv', `AUTHORITY of ${length} bytes exceeds ${MAX_AUTHORITY_LENGTH}`)
-    }
-    // a copy, so a header kept for the connection's life does not pin the socket's read chunk
-    tlvs.push({ type, value: Buffer.from(bytes.subarray(valueAt, valueAt + length)) })
-    at = valueAt + length
-  }
-  if (crcAt >= 0) {
-    const expected = bytes.readUInt32BE(crcAt)
-    let crc = crc32cUpdate(CRC32C_INIT, bytes, 0, crcAt)
-    crc = crc32cZeros(crc, 4)
-    const actual = crc32cFinish(crc32cUpdate(crc, bytes, crcAt + 4, end))
-    if (actual !== expected) {
-      throw proxyError(
-        'bad-crc32c',
-        `header says 0x${expected.toString(16).padStart(8, '0')}, bytes give 0x${actual.toString(16).padStart(8, '0')}`,
-      )
-    }
-  }
-  return tlvs
-}
-
-function uniqueIdText(value: Buffer): string {
-  for (let i = 0; i < value.length; i++) {
-    const c = value[i]!
-    if (c < 0x21 || c > 0x7e) return value.toString('hex')
-  }
-  return value.toString('latin1')
 }
 
 /**

@@ -38,7 +38,7 @@ export function checkOptions(health: HealthConfig): CheckOptions {
     send: health.send,
     expect: health.expect,
     httpPath: health.httpPath,
-    httpExpectStatus: health.httpStatus,
+    httpStatus: health.httpStatus,
     sendProxyLocal: health.sendProxy ? PROXY_V2_LOCAL : undefined,
     flap: health.flapDamping,
     initialState: 'first-check',

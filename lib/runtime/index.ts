@@ -121,6 +121,7 @@ export class Runtime {
       // "Initial state"); with no checks there is nothing to wait for.
       checked: service.health.type !== 'none',
       algorithm: this.#extensions?.algorithm(service.balance),
+      slowStartMs: service.slowStartMs,
     })
     pool.onStateChange(this.#logStateChange)
     this.#markUnresolved(service, pool, resolved)
@@ -147,6 +148,7 @@ export class Runtime {
       addresses: resolved.addresses,
       checked: service.health.type !== 'none',
       algorithm: this.#extensions?.algorithm(service.balance),
+      slowStartMs: service.slowStartMs,
     })
     this.#markUnresolved(service, handle.pool, resolved)
     handle.resolvedSignature = signature(resolved)

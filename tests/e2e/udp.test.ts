@@ -94,12 +94,16 @@ t.test('an idle session ends (idle-timeout), frees its socket, and a later datag
   const port = lb.udpPorts[0]!
   const baseline = await fdCount(lb.proc.pid!)
   const clients = await Promise.all(Array.from({ length: 20 }, () => client(t)))
+  const peersAtStart = b!.peers.size
   for (const c of clients) t.equal((await c.ask('ping', port)).toString(), 'a:ping')
-  t.ok((await fdCount(lb.proc.pid!)) >= baseline + 20, 'one upstream socket per session')
-  await eventually('20 idle-timeout lines', () => closed(lb).filter((l) => l.reason === 'idle-timeout').length === 20, 3000)
+  // Counted at the backend, not as open fds: on a loaded box the first sessions may already have
+  // idled out (300 ms) by the time the last one is asked, and their sockets closed.
+  t.equal(b!.peers.size, peersAtStart + 20, 'one upstream socket (source port) per session')
+  await eventually('20 idle-timeout lines', () => closed(lb).filter((l) => l.reason === 'idle-timeout').length === 20, 10_000)
   const line = closed(lb)[0]!
   t.match(line, { backend: b!.address, datagramsIn: 1, datagramsOut: 1, bytesIn: 4, bytesOut: 6, reason: 'idle-timeout' })
-  t.ok((line.durationMs as number) >= 300 && (line.durationMs as number) < 1500, `durationMs ${line.durationMs}`)
+  // Not before the idle timeout; the upper bound only says it did end (a loaded box is slow).
+  t.ok((line.durationMs as number) >= 300 && (line.durationMs as number) < 10_000, `durationMs ${line.durationMs}`)
   await eventually('upstream sockets closed', async () => (await fdCount(lb.proc.pid!)) <= baseline, 2000)
   const peersBefore = b!.peers.size
   t.equal((await clients[0]!.ask('again', port)).toString(), 'a:again')
@@ -115,12 +119,13 @@ t.test('--udp-responses 1: a DNS-like exchange ends the session right after the 
   const query = Buffer.from('0001010000010000000000000377777706676f6f676c6503636f6d0000010001', 'hex')
   const reply = await c.ask(query, port)
   t.same(reply.subarray(4), query)
-  const line = await lb.waitForLog('session closed', (l) => l.msg === 'session closed', 1000)
+  const line = await lb.waitForLog('session closed', (l) => l.msg === 'session closed', 10_000)
   t.match(line, { reason: 'responses', datagramsIn: 1, datagramsOut: 1 })
-  t.ok((line.durationMs as number) < 500, `closed in ${line.durationMs}ms, not after the idle timeout`)
+  // The reason says why it ended; the duration that it was not the 30 s idle timeout.
+  t.ok((line.durationMs as number) < 15_000, `closed in ${line.durationMs}ms, not after the 30 s idle timeout`)
   // Each new query is its own session.
   await c.ask(query, port)
-  await eventually('second session closed', () => closed(lb).length === 2, 1000)
+  await eventually('second session closed', () => closed(lb).length === 2, 10_000)
 })
 
 t.test('a backend that stops answering (ICMP port unreachable) loses its sessions to the others', async (t) => {

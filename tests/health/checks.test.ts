@@ -1,6 +1,7 @@
 import t from 'tap'
 import { checkOnce, quoteBytes, realClock, resolveCheckOptions, type CheckOptions, type CheckResult } from '../../lib/health/index.js'
-import { judgeExpect, judgeHttp } from '../../lib/health/checks.js'
+import { judgeExpect } from '../../lib/health/send-expect-check.js'
+import { judgeHttp } from '../../lib/health/http-check.js'
 import { closedPort, collect, TestServer } from './helpers.js'
 
 const SSL_REQUEST = Buffer.from('0000000804d2162f', 'hex')
@@ -172,8 +173,8 @@ t.test('http: Patroni-style /primary 200 passes, /replica 503 fails', async (t) 
     const replica = await check(port, { type: 'http', httpPath: '/replica' })
     t.equal(replica.ok, false)
     t.equal(replica.error, 'http status 503')
-    const accepting = await check(port, { type: 'http', httpPath: '/replica', httpExpectStatus: '200,503' })
-    t.equal(accepting.ok, true, 'httpExpectStatus lists accepted codes')
+    const accepting = await check(port, { type: 'http', httpPath: '/replica', httpStatus: '200,503' })
+    t.equal(accepting.ok, true, 'httpStatus lists accepted codes')
   })
   const first = requests[0] ?? ''
   t.match(first, /^GET \/primary HTTP\/1\.1\r\n/)
@@ -237,8 +238,8 @@ t.test('quoteBytes escapes and truncates', async (t) => {
   t.equal(quoteBytes(Buffer.alloc(40, 'a')), `"${'a'.repeat(32)}" (+8 bytes)`)
 })
 
-t.test('httpExpectStatus parsing', async (t) => {
-  const ok = resolveCheckOptions({ type: 'http', httpExpectStatus: '2xx, 301' }).httpStatusOk
+t.test('httpStatus parsing', async (t) => {
+  const ok = resolveCheckOptions({ type: 'http', httpStatus: '2xx, 301' }).httpStatusOk
   t.same([200, 299, 301, 302, 503].map(ok), [true, true, true, false, false])
   t.same([200, 204, 503].map(resolveCheckOptions({ type: 'http' }).httpStatusOk), [true, true, false], "default '2xx'")
 })
@@ -250,9 +251,11 @@ t.test('invalid options are ConfigErrors naming the key and value', async (t) =>
     [{ type: 'tcp', intervalMs: -1 }, 'check.intervalMs -1: must be a positive number of milliseconds'],
     [{ type: 'tcp', port: 70000 }, 'check.port 70000: must be an integer from 1 to 65535'],
     [{ type: 'tcp', jitterRatio: 0.9 }, 'check.jitterRatio 0.9: must be from 0 to 0.5'],
-    [{ type: 'send-expect', send: Buffer.from('PING\r\n') }, 'check.expect: send-expect needs at least one expected reply'],
-    [{ type: 'http', httpPath: '/a b' }, `check.httpPath "/a b": must start with '/' and hold only visible ASCII`],
-    [{ type: 'http', httpExpectStatus: '2x' }, `check.httpExpectStatus "2x": expected codes or classes like '2xx', '200,204'`],
+    [{ type: 'send-expect', send: Buffer.from('PING\r\n') }, 'check.expect: a send-expect check needs at least one expected reply'],
+    [{ type: 'http', httpPath: '/a b' }, 'check.httpPath "/a b": must start with "/" and hold only visible ASCII'],
+    [{ type: 'http', httpStatus: '2x' }, 'check.httpStatus "2x": must be a status like 200, 2xx or 200,204'],
+    [{ type: 'udp' }, 'check.send: a udp check needs bytes to send'],
+    [{ type: 'send-expect', expect: [Buffer.alloc(0)] }, 'check.expect "": an expected reply must not be empty'],
     [{ type: 'tcp', flap: { maxTransitions: 0, windowMs: 1000, holdMs: 1000 } }, 'check.flap.maxTransitions 0: must be a positive integer'],
     [{ type: 'ping' as 'tcp' }, 'check.type "ping": must be one of tcp, send-expect, http, udp, none'],
   ]

@@ -371,5 +371,5 @@ t.test('a parser is single-use', async (t) => {
   const done = new ProxyHeaderParser()
   t.equal(done.push(encodeV2({ command: 'local', transport: 'stream' })).state, 'done')
   t.throws(() => done.push(Buffer.from('more')), /after the header was complete/)
-  t.throws(() => new ProxyHeaderParser({ maxV2Length: 70000 }), RangeError)
+  t.throws(() => new ProxyHeaderParser({ maxV2Length: 70000 }), { code: 'L4LB_ERR_CONFIG' })
 })
