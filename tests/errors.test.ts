@@ -10,7 +10,7 @@ import { configFromFlags, validateConfig, yamlKeyName } from '../lib/config/inde
 import { loadConfigFile } from '../lib/config/file.js'
 import { encodeV1, parseProxyHeader, ProxyHeaderParser } from '../lib/proxy-protocol/index.js'
 import { startInspector } from '../lib/proxy-protocol/inspect.js'
-import { createResolver, resolveBackends } from '../lib/runtime/resolve.js'
+import { createResolver, resolveOne } from '../lib/runtime/resolve.js'
 import { buildProgram } from '../lib/cli/index.js'
 import { statusCommand } from '../lib/cli/admin-client.js'
 
@@ -66,11 +66,12 @@ const scenarios: Record<ErrorCode, { name: string; message: RegExp; run: () => u
   },
   L4LB_ERR_RESOLVE: {
     name: 'ResolveError',
-    message: /^cannot resolve "srv:_pg\._tcp\.example\.com": /,
+    message: /^cannot resolve "db\.example\.com": /,
     run: async () => {
       // The only DNS server is a loopback port nothing answers on: refused, never off the box.
-      const config = validateConfig({ services: [{ listen: ':5432', backends: ['srv:_pg._tcp.example.com'] }], resolvers: [`127.0.0.1:${await closedPort()}`] }, yamlKeyName)
-      return resolveBackends(config.services[0]!.backends, createResolver(config.resolvers))
+      // (At start an unresolvable backend is marked down with this error as its reason.)
+      const config = validateConfig({ services: [{ listen: ':5432', backends: ['db.example.com:5432'] }], resolvers: [`127.0.0.1:${await closedPort()}`] }, yamlKeyName)
+      return resolveOne(createResolver(config.resolvers), config.services[0]!.backends[0]!.host)
     },
   },
   L4LB_ERR_BALANCE: {

@@ -123,7 +123,8 @@ export async function resolveBackends(configured: readonly BackendConfig[], reso
   return { backends: unique.map((u) => u.b), addresses: unique.map((u) => u.a), unresolved }
 }
 
-async function resolveOne(resolver: NameResolver, host: string): Promise<string> {
+/** One host name to an address; a failure is a ResolveError naming the host. */
+export async function resolveOne(resolver: NameResolver, host: string): Promise<string> {
   try {
     return await resolver.address(host)
   } catch (err) {
