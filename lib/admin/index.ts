@@ -46,6 +46,22 @@ interface Route {
 
 const PAGE_HEADERS = { 'content-security-policy': PAGE_CSP, 'x-content-type-options': 'nosniff', 'cache-control': 'no-cache', 'referrer-policy': 'no-referrer' }
 
+/**
+ * Starts the admin endpoint `config` asks for (undefined when it asks for none). When it cannot
+ * listen, the runtime is stopped first, so a failed start leaves nothing running.
+ */
+export async function startAdmin(config: AdminConfig | undefined, runtime: Runtime, logger: Logger): Promise<AdminServer | undefined> {
+  if (!config) return undefined
+  try {
+    const admin = new AdminServer(config, runtime, logger)
+    await admin.listen()
+    return admin
+  } catch (err) {
+    await runtime.stop(0)
+    throw err
+  }
+}
+
 export class AdminServer {
   readonly #server: http.Server
   readonly #token: Buffer | undefined

@@ -6,7 +6,7 @@
  * l4lb decides what SIGTERM means.
  */
 import type { Logger } from 'pino'
-import { AdminServer, statusOf, type Status } from '../admin/index.js'
+import { startAdmin, statusOf, type Status } from '../admin/index.js'
 import { formatHostPort } from '../address/index.js'
 import { isBalanceName } from '../balance/index.js'
 import { ConfigErrors, validateConfig, yamlKeyName, type Config, type RawConfig, type ServiceConfig } from '../config/index.js'
@@ -124,16 +124,7 @@ export async function start(input: ConfigInput | Config, options: StartOptions =
   let config = parseConfig(input, registry)
   const logger = options.logger ?? createLogger(config.log).logger
   const runtime = await Runtime.start(config, logger, registry)
-  let admin: AdminServer | undefined
-  if (config.admin) {
-    try {
-      admin = new AdminServer(config.admin, runtime, logger)
-      await admin.listen()
-    } catch (err) {
-      await runtime.stop(0)
-      throw err
-    }
-  }
+  const admin = await startAdmin(config.admin, runtime, logger)
   let closed: Promise<void> | undefined
   const stop = (timeoutMs: number): Promise<void> => {
     closed ??= (async () => {

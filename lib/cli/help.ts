@@ -5,6 +5,7 @@
  * did-you-mean for mistyped subcommands. Everything here reads the commander program, so it
  * stays true when options are added.
  */
+import { editDistance } from '../config/problems.js'
 import type { Command, Help, HelpConfiguration, Option } from 'commander'
 
 /** Help never gets wider than this, whatever the terminal (issue 16: run --help was 209 wide). */
@@ -50,16 +51,6 @@ export function mainFlagsHelp(run: Command, helper: Help): string {
   return `\nMain options (of run, the default command; \`l4lb run --help\` lists all ${run.options.length}):\n${lines.join('\n')}\n`
 }
 
-/** Levenshtein distance, for did-you-mean on subcommands. */
-export function editDistance(a: string, b: string): number {
-  let prev = Array.from({ length: b.length + 1 }, (_, j) => j)
-  for (let i = 1; i <= a.length; i++) {
-    const row = [i]
-    for (let j = 1; j <= b.length; j++) row[j] = Math.min(prev[j]! + 1, row[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1))
-    prev = row
-  }
-  return prev[b.length]!
-}
 
 /**
  * When the first argument is a word that is not a subcommand, the user meant a subcommand:

@@ -10,7 +10,7 @@ import { applyFlagOverrides, configFromFlags, ConfigErrors, deprecatedFlagWarnin
 import { choosePlane, planeProblem } from '../native/index.js'
 import type { AnySetting } from '../config/table.js'
 import { ConfigFileError, loadConfigFile } from '../config/file.js'
-import { AdminServer } from '../admin/index.js'
+import { startAdmin } from '../admin/index.js'
 import { adminCommand, DEFAULT_CONFIG_FILE, statusCommand, type AdminOptions } from './admin-client.js'
 import { L4lbError } from '../errors.js'
 import { createLogger } from '../log/index.js'
@@ -197,17 +197,8 @@ async function runCommand(opts: FlagValues): Promise<void> {
   const { logger, flush } = createLogger(config.log)
   for (const warning of new Set([...(config.warnings ?? []), ...deprecatedFlagWarnings(opts)])) logger.warn({ deprecated: true }, warning)
   const runtime = await Runtime.start(config, logger)
-  let admin: AdminServer | undefined
-  if (config.admin) {
-    try {
-      admin = new AdminServer(config.admin, runtime, logger)
-      await admin.listen()
-    } catch (err) {
-      await runtime.stop(0)
-      throw err
-    }
-    logger.info({ admin: admin.address() }, 'admin endpoint listening')
-  }
+  const admin = await startAdmin(config.admin, runtime, logger)
+  if (admin) logger.info({ admin: admin.address() }, 'admin endpoint listening')
   const drainTimeoutMs = Math.max(...config.services.map((s) => s.drainTimeoutMs))
   installSignals(runtime, flush, drainTimeoutMs, () => admin?.close())
   installReload(runtime, opts)

@@ -37,8 +37,8 @@ export function checkUnknownKeys(raw: Raw, known: readonly string[], path: Path,
   }
 }
 
-/** Levenshtein distance, for "did you mean" on mistyped keys. */
-function editDistance(a: string, b: string): number {
+/** Levenshtein distance, for "did you mean" on mistyped keys and subcommands. */
+export function editDistance(a: string, b: string): number {
   let prev = Array.from({ length: b.length + 1 }, (_, j) => j)
   for (let i = 1; i <= a.length; i++) {
     const row = [i]
