@@ -4,7 +4,7 @@
  * tools run as the `postgres` user (`runuser`), which owns the directory.
  */
 import { execFile } from 'node:child_process'
-import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs'
+import { chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import net from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -61,9 +61,19 @@ export class TestPostgres {
   async start(): Promise<this> {
     const user = process.getuid?.() === 0 ? await postgresUser() : null
     if (user) chownSync(this.dir, user.uid, user.gid)
-    this.port = await freePort()
     await this.#as('initdb', ['-D', join(this.dir, 'data'), '-A', 'trust', '-U', 'postgres', '--no-sync'])
-    await this.#as('pg_ctl', ['-D', join(this.dir, 'data'), '-w', '-t', '30', '-l', join(this.dir, 'log'), '-o', `-p ${this.port} -k ${this.dir} -c listen_addresses=127.0.0.1 -c fsync=off`, 'start'])
+    // A free port can be taken by another test between freePort() and the postmaster's bind
+    // (tests run in parallel, several start PostgreSQL): try another port, a bounded few times.
+    for (let attempt = 1; ; attempt++) {
+      this.port = await freePort()
+      try {
+        await this.#as('pg_ctl', ['-D', join(this.dir, 'data'), '-w', '-t', '30', '-l', join(this.dir, 'log'), '-o', `-p ${this.port} -k ${this.dir} -c listen_addresses=127.0.0.1 -c fsync=off`, 'start'])
+        break
+      } catch (err) {
+        const log = existsSync(join(this.dir, 'log')) ? readFileSync(join(this.dir, 'log'), 'utf8') : ''
+        if (attempt >= 3 || !/already in use/i.test(log)) throw err
+      }
+    }
     this.#running = true
     return this
   }
