@@ -12,8 +12,10 @@ if (unavailable) {
 } else {
   for (const plane of PLANES) {
     t.test(`${plane} plane: psql and pgbench through l4lb to real PostgreSQL servers`, { skip: planeSkip(plane) }, async (t) => {
-      const pgs = await Promise.all([new TestPostgres().start(), new TestPostgres().start()])
+      // Teardown first: if one fails to start, the other is still stopped.
+      const pgs = [new TestPostgres(), new TestPostgres()]
       t.teardown(() => Promise.all(pgs.map((p) => p.stop())))
+      await Promise.all(pgs.map((p) => p.start()))
       const lb = await spawnL4lb([
         '-l', '127.0.0.1:0', ...pgs.flatMap((p) => ['-b', `127.0.0.1:${p.port}`]),
         '--check', 'send-expect', '--check-send', '0x0000000804d2162f', '--check-expect', 'S', '--check-expect', 'N',
