@@ -8,7 +8,7 @@ import type { Logger } from 'pino'
 import { formatHostPort } from '../address/index.js'
 import type { Config, ServiceConfig } from '../config/index.js'
 import type { Prober } from '../health/index.js'
-import { Pool, type StateChange } from '../pool/index.js'
+import { Pool, type PoolOptions, type StateChange } from '../pool/index.js'
 import { choosePlane, nativeEngine, NativeTcpService, noteFallback, type PlaneChoice } from '../native/index.js'
 import { TcpService } from '../tcp/service.js'
 import { UdpService } from '../udp/index.js'
@@ -111,17 +111,10 @@ export class Runtime {
     const plane = choosePlane(service, this.config.dataPlane)
     noteFallback(this.logger, service, plane)
     const pool = new Pool({
+      ...this.#poolOptions(service, resolved),
       // The native plane's threads count live connections in memory the pool reads too.
       activeStorage: plane.plane === 'native' ? nativeEngine(this.config.threads).createCounters() : undefined,
       name: service.name,
-      balance: service.balance,
-      backends: resolved.backends,
-      addresses: resolved.addresses,
-      // Checked backends start `starting` and come up on their first passing check (README:
-      // "Initial state"); with no checks there is nothing to wait for.
-      checked: service.health.type !== 'none',
-      algorithm: this.#extensions?.algorithm(service.balance),
-      slowStartMs: service.slowStartMs,
     })
     pool.onStateChange(this.#logStateChange)
     this.#markUnresolved(service, pool, resolved)
@@ -140,16 +133,23 @@ export class Runtime {
     return handle
   }
 
-  /** Applies a service's new config and DNS answer to its pool and prober, in place. */
-  async #updateService(handle: ServiceHandle, service: ServiceConfig, resolved: ResolvedBackends): Promise<void> {
-    const change = handle.pool.update({
+  /** What a pool is built from, and updated from on reload and DNS changes. */
+  #poolOptions(service: ServiceConfig, resolved: ResolvedBackends): Omit<PoolOptions, 'name' | 'clock' | 'activeStorage'> {
+    return {
       balance: service.balance,
       backends: resolved.backends,
       addresses: resolved.addresses,
+      // Checked backends start `starting` and come up on their first passing check (README:
+      // "Initial state"); with no checks there is nothing to wait for.
       checked: service.health.type !== 'none',
       algorithm: this.#extensions?.algorithm(service.balance),
       slowStartMs: service.slowStartMs,
-    })
+    }
+  }
+
+  /** Applies a service's new config and DNS answer to its pool and prober, in place. */
+  async #updateService(handle: ServiceHandle, service: ServiceConfig, resolved: ResolvedBackends): Promise<void> {
+    const change = handle.pool.update(this.#poolOptions(service, resolved))
     this.#markUnresolved(service, handle.pool, resolved)
     handle.resolvedSignature = signature(resolved)
     await handle.health.apply(service.health)
