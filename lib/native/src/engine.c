@@ -44,7 +44,9 @@
 #define AVOID_MS 2000
 /* Pipes per thread, in use or pooled: each is two fds, so the bound keeps the fds a listener
    needs (a direction that finds none stays on recv/send). */
+#ifndef PIPES_MAX
 #define PIPES_MAX 256
+#endif
 #define PIPES_POOLED 64
 /* F_SETPIPE_SZ: a bigger pipe moves more per splice pair; the kernel may refuse (per-user pipe
    page limits) and then the default (64 KiB) stays. */
@@ -803,6 +805,7 @@ static void conn_pump(struct conn *c, int dir) {
       if (n > 0) {
         p->pending = (uint32_t)n;
         count_bytes(c, dir, (uint64_t)n);
+        __atomic_add_fetch(&c->service->stats[L4_STAT_SPLICED_IN + dir], (uint64_t)n, __ATOMIC_RELAXED);
         if (n < SMALL_READ) c->bulk[dir] = 0; /* drained, then back to recv/send */
         continue;
       }

@@ -94,6 +94,8 @@ enum l4_stat {
   L4_STAT_RETRIES,
   L4_STAT_CLOSED,
   L4_STAT_RECORDS_DROPPED,
+  L4_STAT_SPLICED_IN,  /* bytes from clients moved with splice(2) (the rest went through buffers) */
+  L4_STAT_SPLICED_OUT, /* bytes from backends moved with splice(2) */
   L4_STAT_COUNT
 };
 
