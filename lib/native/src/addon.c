@@ -21,6 +21,7 @@ _Static_assert(offsetof(l4_record, client_ip) == 28, "record layout");
 _Static_assert(offsetof(l4_record, id) == 76, "record layout");
 _Static_assert(offsetof(l4_record, opened) == 92, "record layout");
 _Static_assert(offsetof(l4_record, bytes_in) == 96, "record layout");
+_Static_assert(sizeof(l4_cidr) == 9 * sizeof(uint32_t), "lib/native/index.ts packs a CIDR block as 9 words");
 
 #define CALL(env, call)                                             \
   do {                                                              \
@@ -414,13 +415,60 @@ static int pick_of(napi_env env, napi_value object, l4_pick_data *pick, uint32_t
   return 1;
 }
 
+/* Reads [{ address, port, slot }] into a new array (free it); 0 when malformed or out of memory. */
+static int entries_of(napi_env env, napi_value array, l4_counters *counters, l4_entry **out, uint32_t *count) {
+  *out = NULL;
+  *count = 0;
+  uint32_t n = 0;
+  if (napi_get_array_length(env, array, &n) != napi_ok) return 0;
+  l4_entry *entries = calloc(n ? n : 1, sizeof *entries);
+  if (!entries) return 0;
+  for (uint32_t i = 0; i < n; i++) {
+    napi_value item, host;
+    uint32_t port = 0, slot = 0;
+    if (napi_get_element(env, array, i, &item) != napi_ok || napi_get_named_property(env, item, "address", &host) != napi_ok ||
+        !get_u32(env, item, "port", &port) || !get_u32(env, item, "slot", &slot) ||
+        !sockaddr_of(env, host, port, &entries[i].addr, &entries[i].addr_length) || slot >= l4_counters_length(counters)) {
+      free(entries);
+      return 0;
+    }
+    entries[i].slot = (int32_t)slot;
+  }
+  *out = entries;
+  *count = n;
+  return 1;
+}
+
+static int get_double(napi_env env, napi_value object, const char *key, double *out) {
+  napi_value v;
+  napi_valuetype type;
+  if (napi_get_named_property(env, object, key, &v) != napi_ok || napi_typeof(env, v, &type) != napi_ok || type != napi_number) return 0;
+  return napi_get_value_double(env, v, out) == napi_ok;
+}
+
+/* { allow, deny: Uint32Array of 9-word blocks, maxConnsPerIp, ratePerSec, burst, maxSources }; views into JS memory. */
+static int admission_of(napi_env env, napi_value object, l4_admit_config *out) {
+  memset(out, 0, sizeof *out);
+  void *p;
+  size_t n;
+  if (!typed_prop(env, object, "allow", napi_uint32_array, &p, &n) || n % 9 != 0) return 0;
+  out->allow = p;
+  out->allow_count = (uint32_t)(n / 9);
+  if (!typed_prop(env, object, "deny", napi_uint32_array, &p, &n) || n % 9 != 0) return 0;
+  out->deny = p;
+  out->deny_count = (uint32_t)(n / 9);
+  return get_u32(env, object, "maxConnsPerIp", &out->max_conns_per_ip) && get_double(env, object, "ratePerSec", &out->rate_per_sec) &&
+         get_double(env, object, "burst", &out->burst) && get_u32(env, object, "maxSources", &out->max_sources) &&
+         out->rate_per_sec >= 0;
+}
+
 /*
- * publish(service, counters, config, pick, entries: [{ address, port, slot }]). Throws on a
- * malformed snapshot rather than publishing it.
+ * publish(service, counters, config, pick, entries: [{ address, port, slot }], backups?: { pick,
+ * entries }, admission?). Throws on a malformed snapshot rather than publishing it.
  */
 static napi_value service_publish(napi_env env, napi_callback_info info) {
-  napi_value argv[5];
-  if (!args_of(env, info, 5, argv)) return NULL;
+  napi_value argv[7];
+  if (!args_of(env, info, 7, argv)) return NULL;
   l4_service *svc = service_arg(env, argv[0]);
   if (!svc) return NULL;
   l4_counters *counters = counters_arg(env, argv[1]);
@@ -436,28 +484,42 @@ static napi_value service_publish(napi_env env, napi_callback_info info) {
   config.hash_port = (int)hash_port;
   config.proxy_version = (int)proxy_version;
   config.proxy_crc32c = (int)crc;
+  l4_entry *entries = NULL, *backup_entries = NULL;
   uint32_t count = 0;
-  CALL(env, napi_get_array_length(env, argv[4], &count));
-  l4_entry *entries = calloc(count ? count : 1, sizeof *entries);
-  if (!entries) THROW(env, "ERR_NATIVE", "out of memory");
-  for (uint32_t i = 0; i < count; i++) {
-    napi_value item, host;
-    uint32_t port = 0, slot = 0;
-    if (napi_get_element(env, argv[4], i, &item) != napi_ok || napi_get_named_property(env, item, "address", &host) != napi_ok ||
-        !get_u32(env, item, "port", &port) || !get_u32(env, item, "slot", &slot) ||
-        !sockaddr_of(env, host, port, &entries[i].addr, &entries[i].addr_length) || slot >= l4_counters_length(counters)) {
-      free(entries);
-      THROW(env, "ERR_NATIVE", "publish: bad backend entry");
-    }
-    entries[i].slot = (int32_t)slot;
-  }
+  if (!entries_of(env, argv[4], counters, &entries, &count)) THROW(env, "ERR_NATIVE", "publish: bad backend entry");
   l4_pick_data pick;
   if (!pick_of(env, argv[3], &pick, count)) {
     free(entries);
     THROW(env, "ERR_NATIVE", "publish: bad pick data");
   }
-  int err = l4_service_publish(svc, counters, &config, &pick, entries, count);
+  l4_backups backups;
+  memset(&backups, 0, sizeof backups);
+  napi_valuetype type;
+  napi_typeof(env, argv[5], &type);
+  if (type == napi_object) {
+    napi_value backup_pick, backup_list;
+    if (napi_get_named_property(env, argv[5], "entries", &backup_list) != napi_ok ||
+        !entries_of(env, backup_list, counters, &backup_entries, &backups.entry_count) ||
+        napi_get_named_property(env, argv[5], "pick", &backup_pick) != napi_ok ||
+        !pick_of(env, backup_pick, &backups.pick, backups.entry_count)) {
+      free(entries);
+      free(backup_entries);
+      THROW(env, "ERR_NATIVE", "publish: bad backups");
+    }
+    backups.entries = backup_entries;
+  }
+  l4_admit_config admit;
+  napi_typeof(env, argv[6], &type);
+  int has_admit = type == napi_object;
+  if (has_admit && !admission_of(env, argv[6], &admit)) {
+    free(entries);
+    free(backup_entries);
+    THROW(env, "ERR_NATIVE", "publish: bad admission");
+  }
+  int err = l4_service_publish(svc, counters, &config, &pick, entries, count, backups.entry_count ? &backups : NULL,
+                               has_admit ? &admit : NULL);
   free(entries);
+  free(backup_entries);
   if (err) THROW(env, "ERR_NATIVE", "publish failed");
   return NULL;
 }
