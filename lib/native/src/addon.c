@@ -22,6 +22,9 @@ _Static_assert(offsetof(l4_record, id) == 76, "record layout");
 _Static_assert(offsetof(l4_record, opened) == 92, "record layout");
 _Static_assert(offsetof(l4_record, bytes_in) == 96, "record layout");
 _Static_assert(sizeof(l4_cidr) == 9 * sizeof(uint32_t), "lib/native/index.ts packs a CIDR block as 9 words");
+_Static_assert(L4_STAT_REJECTED_MAX_CONNS == 1 && L4_STAT_REFUSED_DENIED == 7 && L4_STAT_REFUSED_NOT_ALLOWED == 8 &&
+                   L4_STAT_REFUSED_MAX_CONNS_PER_IP == 9 && L4_STAT_REFUSED_RATE_PER_IP == 10,
+               "lib/native/index.ts STAT_* indices");
 
 #define CALL(env, call)                                             \
   do {                                                              \
