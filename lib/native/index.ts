@@ -15,6 +15,7 @@ import { isBalanceName, type PickData } from '../balance/index.js'
 import type { Config, ServiceConfig } from '../config/index.js'
 import { ListenError, LOCAL_ERROR_CODES, listenProblem } from '../errors.js'
 import { REFUSAL_REASONS, zeroCounts, type RefusalCounts } from '../flow/admit.js'
+import { dispositionOf } from '../flow/policy.js'
 import { FlowLog } from '../flow/log.js'
 import type { Pool, StateChange } from '../pool/index.js'
 import type { TcpCloseReason, TcpStats } from '../tcp/service.js'
@@ -432,10 +433,14 @@ export class NativeTcpService {
     }
   }
 
-  /** on-down shutdown: the engine ends the connections to the backend, as lib/tcp does. */
+  /**
+   * A backend left the usable set: by lib/flow/policy, as lib/tcp does, connections still
+   * connecting to it move to the next pick, and on-down shutdown ends the established ones.
+   */
   readonly #onBackendState = (change: StateChange): void => {
-    if (change.to !== 'down' || this.#config.onDown !== 'shutdown' || this.#released) return
-    this.#addon.shutdownSlot(this.#handle, this.#counters, change.backend.id, REASONS.indexOf('backend-down'))
+    if (this.#released || dispositionOf(change.to, this.#config, false, false) !== 'move') return
+    const cut = dispositionOf(change.to, this.#config, true, false) === 'cut'
+    this.#addon.shutdownSlot(this.#handle, this.#counters, change.backend.id, cut ? REASONS.indexOf('backend-down') : -1)
   }
 
   addresses(): HostPort[] {

@@ -553,9 +553,11 @@ static napi_value service_shutdown_slot(napi_env env, napi_callback_info info) {
   if (!svc) return NULL;
   l4_counters *counters = counters_arg(env, argv[1]);
   if (!counters) return NULL;
-  uint32_t slot = 0, reason = L4_BACKEND_DOWN;
+  uint32_t slot = 0;
+  int32_t reason = L4_BACKEND_DOWN;
   CALL(env, napi_get_value_uint32(env, argv[2], &slot));
-  CALL(env, napi_get_value_uint32(env, argv[3], &reason));
+  CALL(env, napi_get_value_int32(env, argv[3], &reason));
+  if (reason >= L4_REASON_COUNT) reason = L4_BACKEND_DOWN;
   l4_service_shutdown_slot(svc, counters, (int32_t)slot, (int)reason);
   return NULL;
 }

@@ -592,6 +592,23 @@ static void conn_attempt_failed(struct conn *c, int err) {
 }
 
 /*
+ * Its backend left the usable set while this connection was still connecting (nothing was
+ * forwarded yet): give up that attempt and try the next pick, as lib/tcp Connection.redirect.
+ * It counts as an attempt, not as the backend's failure: the prober already decided.
+ */
+static void conn_redirect(struct conn *c) {
+  if (c->bfd >= 0) close(c->bfd);
+  c->bfd = -1;
+  timer_cancel(c);
+  if (c->attempts <= c->snapshot->config.retries && c->tried_count < MAX_TRIED) {
+    c->tried[c->tried_count++] = c->entry;
+    conn_connect_next(c);
+    return;
+  }
+  conn_finish(c, L4_CONNECT_FAILED);
+}
+
+/*
  * One pick over entries[offset, offset + n) with `pick` (whose indices are 0..n-1), leaving out
  * the entries this connection tried already and steering around recent refusals. Returns an
  * index into the snapshot's entries, or -1.
@@ -1028,7 +1045,8 @@ static void run_commands(struct thread *t) {
         int match = c->service == cmd->service;
         if (match && cmd->kind == CMD_SHUTDOWN_SLOT)
           match = c->entry >= 0 && c->snapshot->counters == cmd->counters && c->snapshot->entries[c->entry].slot == cmd->slot;
-        if (match) conn_finish(c, cmd->reason);
+        if (match && cmd->kind == CMD_SHUTDOWN_SLOT && c->state == CONNECTING) conn_redirect(c);
+        else if (match && cmd->reason >= 0) conn_finish(c, cmd->reason);
         c = next;
       }
       if (cmd->counters) counters_unref(cmd->counters);

@@ -148,7 +148,11 @@ int l4_service_publish(l4_service *service, l4_counters *counters, const l4_serv
 /* Closes the service's listeners on every thread; returns when they are closed. */
 void l4_service_stop_accepting(l4_service *service);
 void l4_service_close_all(l4_service *service, int reason);
-/* Ends the connections going to `slot` of `counters` (on-down shutdown). */
+/*
+ * The backend of `slot` of `counters` left the usable set: connections still connecting to it
+ * move to the next pick (lib/flow/policy 'move'); established ones are ended with `reason`
+ * when it is ≥ 0 (on-down shutdown), and stay when it is -1.
+ */
 void l4_service_shutdown_slot(l4_service *service, l4_counters *counters, int32_t slot, int reason);
 uint32_t l4_service_active(l4_service *service);
 void l4_service_stats(l4_service *service, uint64_t out[L4_STAT_COUNT]);
