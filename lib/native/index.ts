@@ -48,6 +48,7 @@ interface Addon {
   stats(service: unknown): number[]
   releaseService(service: unknown): void
   pickMany(pick: NativePick, entryCount: number, hashes: Uint32Array, active: Int32Array): Int32Array
+  admitSequence(admission: NativeAdmission, ops: ReadonlyArray<readonly [admit: boolean, ip: string, nowMs: number]>): Int32Array
   murmur3(bytes: Uint8Array, seed: number): number
   proxyHeader(version: number, src: string, srcPort: number, dst: string, dstPort: number, id: string, crc32c: boolean): Buffer
 }
@@ -76,7 +77,7 @@ interface NativeBackups {
  * The admit stage's settings (admit.h l4_admit_config): CIDR blocks as lib/address parsed them,
  * 9 words each; 0 = off. burst and maxSources 0 take the defaults lib/flow/limiter.ts takes.
  */
-interface NativeAdmission {
+export interface NativeAdmission {
   allow: Uint32Array
   deny: Uint32Array
   maxConnsPerIp: number
@@ -318,7 +319,7 @@ function nativeConfig(config: ServiceConfig): NativeConfig {
   }
 }
 
-function nativeAdmission(config: ServiceConfig): NativeAdmission {
+export function nativeAdmission(config: Pick<ServiceConfig, 'allow' | 'deny' | 'maxConnsPerIp' | 'ratePerIp'>): NativeAdmission {
   return {
     allow: new CidrList(config.allow).packed(),
     deny: new CidrList(config.deny).packed(),

@@ -602,6 +602,56 @@ static napi_value service_release(napi_env env, napi_callback_info info) {
 
 /* ---- golden-test helpers ----------------------------------------------------------------- */
 
+/*
+ * admitSequence(admission, ops: [admit: boolean, ip: string, nowMs: number][]) → Int32Array: runs
+ * the ops through a fresh l4_admit (admit = lists, then per source; else release) and returns
+ * each admit's enum l4_refusal (-1 admitted; -1 for releases). For the golden test against
+ * lib/flow Admission.
+ */
+static napi_value admit_sequence(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  if (!args_of(env, info, 2, argv)) return NULL;
+  l4_admit_config config;
+  if (!admission_of(env, argv[0], &config)) THROW(env, "ERR_NATIVE", "admitSequence: bad admission");
+  uint32_t count = 0;
+  CALL(env, napi_get_array_length(env, argv[1], &count));
+  l4_admit *admit = l4_admit_new(&config);
+  if (!admit) THROW(env, "ERR_NATIVE", "admitSequence: out of memory");
+  napi_value buffer, out;
+  void *data = NULL;
+  if (napi_create_arraybuffer(env, (size_t)count * sizeof(int32_t), &data, &buffer) != napi_ok) {
+    l4_admit_unref(admit);
+    THROW(env, "ERR_NATIVE", "admitSequence: out of memory");
+  }
+  int32_t *results = data;
+  for (uint32_t i = 0; i < count; i++) {
+    napi_value op, kind, ip, when;
+    bool is_admit = false;
+    double now_ms = 0;
+    struct sockaddr_storage ss;
+    socklen_t length;
+    if (napi_get_element(env, argv[1], i, &op) != napi_ok || napi_get_element(env, op, 0, &kind) != napi_ok ||
+        napi_get_element(env, op, 1, &ip) != napi_ok || napi_get_element(env, op, 2, &when) != napi_ok ||
+        napi_get_value_bool(env, kind, &is_admit) != napi_ok || napi_get_value_double(env, when, &now_ms) != napi_ok ||
+        !sockaddr_of(env, ip, 0, &ss, &length)) {
+      l4_admit_unref(admit);
+      THROW(env, "ERR_NATIVE", "admitSequence: bad op");
+    }
+    l4_source source;
+    l4_source_from_sockaddr(&source, (struct sockaddr *)&ss);
+    results[i] = L4_ADMITTED;
+    if (!is_admit) {
+      l4_admit_release(admit, &source);
+      continue;
+    }
+    results[i] = l4_admit_acl(admit, &source);
+    if (results[i] == L4_ADMITTED) results[i] = l4_admit_take(admit, &source, now_ms);
+  }
+  l4_admit_unref(admit);
+  CALL(env, napi_create_typedarray(env, napi_int32_array, count, buffer, 0, &out));
+  return out;
+}
+
 /* pickMany(pick, entryCount, hashes: Uint32Array, active: Int32Array) → Int32Array */
 static napi_value pick_many(napi_env env, napi_callback_info info) {
   napi_value argv[4];
@@ -683,7 +733,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"shutdownSlot", service_shutdown_slot},   {"active", service_active},
       {"stats", service_stats},            {"releaseService", service_release},
       {"pickMany", pick_many},             {"murmur3", murmur3},
-      {"proxyHeader", proxy_header},
+      {"proxyHeader", proxy_header},       {"admitSequence", admit_sequence},
   };
   for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
     napi_value fn;
