@@ -1,5 +1,8 @@
 // Issue 12 item 3: admission control at the admit stage, refusals counted per reason and logged
 // through one rate-limited line per reason; the per-connection line has its own switch.
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import t from 'tap'
 import { EchoBackend, connect, eventually, readAll, readLine, spawnL4lb, whoAnswers, within, type L4lbProcess } from '../helpers/index.js'
 import { PLANES, planeArgs, planeSkip } from '../helpers/planes.js'
@@ -94,6 +97,42 @@ for (const plane of PLANES) {
     t.ok(ok >= 5 && ok <= most && ok < 15, `${ok} of 15 served in ${elapsedMs} ms (at most ${most})`)
     t.equal(await refusedCount(admin, 'rate-per-ip'), 15 - ok, 'every refusal counted')
     t.equal(await served(port, '127.10.0.2'), true, 'another source has its own bucket')
+  })
+}
+
+for (const plane of PLANES) {
+  t.test(`${plane} plane: a reload changes the lists and limits; one that keeps the limits keeps the per-source counts`, { skip: planeSkip(plane) }, async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'l4lb-admit-reload-'))
+    t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+    const backend = await new EchoBackend('alpha').start()
+    t.teardown(() => backend.stop())
+    const file = join(dir, 'l4lb.yaml')
+    const config = (deny: string, backendLines: string[]): string => [
+      `dataPlane: ${plane}`, 'threads: 1',
+      'services:', '  - name: default', '    listen: ["127.0.0.1:0"]', '    health: { type: none }',
+      `    deny: ["${deny}"]`, '    maxConnsPerIp: 1', '    backends:', ...backendLines.map((b) => `      - "${b}"`),
+      'admin: { listen: "127.0.0.1:0" }', '',
+    ].join('\n')
+    writeFileSync(file, config('127.14.0.0/16', [backend.address]))
+    const { lb, admin } = await l4lb(t, ['-c', file])
+    const port = lb.ports[0]!
+    t.equal(await served(port, '127.14.0.1'), false, 'denied before the reload')
+    const held = await connect(port, '127.0.0.1', '127.15.0.1')
+    t.teardown(() => held.destroy())
+    t.equal(await readLine(held), 'alpha', 'another source is served')
+    // The same limits with another backend: a pool change, and a reload that keeps admission.
+    writeFileSync(file, config('127.14.0.0/16', [backend.address, '127.0.0.1:1']))
+    lb.proc.kill('SIGHUP')
+    await lb.waitForLog('reloaded', (l) => l.msg === 'reloaded')
+    t.equal(await served(port, '127.15.0.1'), false, 'the open connection still counts after a reload that keeps the limits')
+    t.equal(await refusedCount(admin, 'max-conns-per-ip'), 1, 'and its refusal counted')
+    // New lists: what was denied is served, and what was served is denied.
+    writeFileSync(file, config('127.16.0.0/16', [backend.address]))
+    lb.proc.kill('SIGHUP')
+    await eventually('the second reload', () => lb.logs.filter((l) => l.msg === 'reloaded').length === 2)
+    t.equal(await served(port, '127.14.0.1'), true, 'no longer denied')
+    t.equal(await served(port, '127.16.0.1'), false, 'newly denied')
+    t.equal(await refusedCount(admin, 'denied'), 2, 'refusals count across reloads that change the settings (a counter never goes back)')
   })
 }
 
