@@ -51,6 +51,7 @@ interface Addon {
   admitSequence(admission: NativeAdmission, ops: ReadonlyArray<readonly [admit: boolean, ip: string, nowMs: number]>): Int32Array
   murmur3(bytes: Uint8Array, seed: number): number
   proxyHeader(version: number, src: string, srcPort: number, dst: string, dstPort: number, id: string, crc32c: boolean): Buffer
+  trimMemory(): boolean
 }
 
 type PoolEntries = ReadonlyArray<{ readonly address: string; readonly port: number; readonly slot: number }>
