@@ -33,16 +33,19 @@ async function clientsEvery(port: number, count: number, everyMs: number, ask: (
 t.test('SIGHUP, SIGUSR1 and SIGUSR2 never kill an l4lb started from flags', async (t) => {
   const backend = await new EchoBackend('alpha').start()
   t.teardown(() => backend.stop())
-  const proc = await l4lb(t, ['-l', '127.0.0.1:0', '-b', backend.address, '--check', 'none'])
+  // With an admin endpoint, start-up goes on after the `listening` line: a SIGHUP sent the
+  // moment that line appears must be held until the handlers are in place, not kill it.
+  const proc = await l4lb(t, ['-l', '127.0.0.1:0', '-b', backend.address, '--check', 'none', '--admin', '127.0.0.1:0'])
   const port = proc.ports[0]!
   proc.proc.kill('SIGHUP')
-  const line = await proc.waitForLog('the SIGHUP line', (l) => l.signal === 'SIGHUP')
+  // generous: at load 12–15 the reload (re-resolving names) took longer than the default 5 s
+  const line = await proc.waitForLog('the SIGHUP line', (l) => l.signal === 'SIGHUP', 15_000)
   t.match(line.msg, /no config file to re-read; backend names re-resolved/)
   proc.proc.kill('SIGUSR1')
-  const status = await proc.waitForLog('the SIGUSR1 status line', (l) => l.signal === 'SIGUSR1')
+  const status = await proc.waitForLog('the SIGUSR1 status line', (l) => l.signal === 'SIGUSR1', 15_000)
   t.same(status.services, [{ service: 'default', active: 0, usable: 1, backends: 1 }])
   proc.proc.kill('SIGUSR2')
-  await proc.waitForLog('the SIGUSR2 line', (l) => l.signal === 'SIGUSR2')
+  await proc.waitForLog('the SIGUSR2 line', (l) => l.signal === 'SIGUSR2', 15_000)
   t.equal(proc.proc.exitCode, null, 'still running')
   t.equal(await whoAnswers(port), 'alpha', 'and still serving')
   t.equal(await proc.stop(), 0, 'SIGTERM still stops it cleanly')
