@@ -166,6 +166,11 @@ export interface PoolPickData {
   /** Indexed like the picker's entries: the address dialed and the backend's counter slot. */
   readonly entries: ReadonlyArray<{ readonly address: string; readonly port: number; readonly slot: number }>
   readonly pick: PickData
+  /**
+   * The usable backups while primaries serve, with their own picker's data: where a connection
+   * that tried every primary goes (pick's redispatch). Absent when there are none.
+   */
+  readonly backup?: { readonly entries: PoolPickData['entries']; readonly pick: PickData }
 }
 
 /** What an update did, by backend name (a changed address counts as removed and added). */
@@ -391,15 +396,12 @@ export class Pool {
     backend.bytesFromBackend += bytesFromBackend
   }
 
-  /**
-   * The usable backends and the picker's lookup data, for a data plane that picks by itself.
-   * (The backup redispatch after every primary failed stays with the node plane.)
-   */
+  /** The usable backends and the pickers' lookup data, for a data plane that picks by itself. */
   exportPickData(): PoolPickData {
-    return {
-      entries: this.#pickable.map((b) => ({ address: b.address, port: b.port, slot: b.id })),
-      pick: this.#picker.exportPickData!(),
-    }
+    const entriesOf = (backends: readonly Backend[]): PoolPickData['entries'] => backends.map((b) => ({ address: b.address, port: b.port, slot: b.id }))
+    const data = { entries: entriesOf(this.#pickable), pick: this.#picker.exportPickData!() }
+    if (this.#backupPicker === null) return data
+    return { ...data, backup: { entries: entriesOf(this.#backups), pick: this.#backupPicker.exportPickData!() } }
   }
 
   /** Called after every change of the usable set (the picker was rebuilt): republish pick data. */
