@@ -54,13 +54,14 @@ interface Addon {
   trimMemory(): boolean
 }
 
-type PoolEntries = ReadonlyArray<{ readonly address: string; readonly port: number; readonly slot: number }>
+type PoolEntries = ReadonlyArray<{ readonly address: string; readonly port: number; readonly slot: number; readonly maxConns?: number }>
 
 interface NativeConfig {
   connectTimeoutMs: number
   idleTimeoutMs: number
   retries: number
   maxConns: number
+  queueTimeoutMs: number
   hashPort: number
   proxyVersion: number
   proxyCrc32c: number
@@ -95,7 +96,7 @@ const ALGORITHMS: Record<PickData['algorithm'], number> = {
 /** enum l4_reason, in order. */
 const REASONS: readonly TcpCloseReason[] = [
   'client-closed', 'backend-closed', 'client-reset', 'backend-reset', 'client-error', 'backend-error',
-  'idle-timeout', 'shutdown', 'backend-down', 'no-backend', 'connect-failed',
+  'idle-timeout', 'shutdown', 'backend-down', 'no-backend', 'connect-failed', 'queue-timeout', 'backend-full',
 ]
 
 /** struct l4_record (engine.h), checked by _Static_assert in addon.c. */
@@ -114,6 +115,9 @@ const STAT_REFUSED_DENIED = 7
 const STAT_REFUSED_NOT_ALLOWED = 8
 const STAT_REFUSED_MAX_CONNS_PER_IP = 9
 const STAT_REFUSED_RATE_PER_IP = 10
+const STAT_QUEUED = 13
+const STAT_QUEUE_TIMEOUTS = 14
+const STAT_BACKEND_FULL = 15
 /** Counter slots per pool (backends ever added to one service; 256 KiB of address space). */
 const COUNTER_SLOTS = 65_536
 
@@ -156,7 +160,6 @@ export function nativeLacks(service: ServiceConfig): string | undefined {
   if (!isBalanceName(service.balance)) return `balance ${service.balance} is a registered algorithm (only built-in ones export pick data)`
   if (service.acceptProxy.length > 0) return 'accept-proxy (PROXY parsing stays in TypeScript)'
   for (const l of service.listen) if (l.family === 0) return `listen address ${l.host} is a hostname`
-  if (service.backends.some((b) => b.maxConns > 0)) return 'a backend maxConns (queueing stays on the node plane)'
   return undefined
 }
 
@@ -245,7 +248,9 @@ export class NativeEngine {
     this.#storage.set(storage.buffer, storage)
     // l4_counters_bytes_offset: the int32 counts rounded up to 8 bytes
     const offset = Math.ceil((Math.max(slots, 1) * 4) / 8) * 8
-    this.#bytes.set(storage.buffer, { live: new BigUint64Array(storage.buffer, offset, slots * 2), closed: new Map() })
+    // l4_counters_queued_offset: after the two uint64 byte counts per slot
+    const queued = new Int32Array(storage.buffer, offset + Math.max(slots, 1) * 16, slots)
+    this.#bytes.set(storage.buffer, { live: new BigUint64Array(storage.buffer, offset, slots * 2), closed: new Map(), queued })
     return storage
   }
 
@@ -320,6 +325,8 @@ export function nativeEngine(threads: number): NativeEngine {
 interface SlotBytes {
   readonly live: BigUint64Array
   readonly closed: Map<number, [number, number]>
+  /** Connections waiting in the engine for a slot of a backend at its maxConns, by slot. */
+  readonly queued: Int32Array
 }
 
 function latin1(bytes: Uint8Array, from: number, to: number): string {
@@ -335,6 +342,7 @@ function nativeConfig(config: ServiceConfig): NativeConfig {
     idleTimeoutMs: u32(config.idleTimeoutMs),
     retries: u32(config.retries),
     maxConns: u32(config.maxConns),
+    queueTimeoutMs: u32(config.queueTimeoutMs),
     hashPort: config.hashKey === 'src-ip-port' ? 1 : 0,
     proxyVersion: config.proxyProtocol === 'v1' ? 1 : config.proxyProtocol === 'v2' ? 2 : 0,
     proxyCrc32c: config.proxyV2Crc32c ? 1 : 0,
@@ -394,6 +402,7 @@ export class NativeTcpService {
     const bytes = engine.bytesOf(counters)
     if (bytes === undefined) throw new Error(`service ${config.name}: its counters have no byte counts`)
     this.#slotBytes = bytes
+    pool.readQueuedFrom((id) => Atomics.load(bytes.queued, id))
     const { handle, id } = engine.createService(this)
     this.#handle = handle
     this.#id = id
@@ -415,8 +424,10 @@ export class NativeTcpService {
 
   get stats(): TcpStats {
     if (this.#released) return { accepted: 0, earlyResets: 0, rejectedMaxConns: 0, noBackend: 0, connectFailures: 0, retries: 0, closed: 0, queued: 0, queueTimeouts: 0, backendFull: 0 }
-    const [accepted = 0, rejectedMaxConns = 0, noBackend = 0, connectFailures = 0, retries = 0, closed = 0] = this.#addon.stats(this.#handle)
-    return { accepted, earlyResets: 0, rejectedMaxConns, noBackend, connectFailures, retries, closed, queued: 0, queueTimeouts: 0, backendFull: 0 }
+    const stats = this.#addon.stats(this.#handle)
+    const [accepted = 0, rejectedMaxConns = 0, noBackend = 0, connectFailures = 0, retries = 0, closed = 0] = stats
+    const queued = stats[STAT_QUEUED] ?? 0
+    return { accepted, earlyResets: 0, rejectedMaxConns, noBackend, connectFailures, retries, closed, queued, queueTimeouts: stats[STAT_QUEUE_TIMEOUTS] ?? 0, backendFull: stats[STAT_BACKEND_FULL] ?? 0 }
   }
 
   /**

@@ -163,8 +163,8 @@ export interface PoolOptions {
 
 /** What a data plane needs to pick as this pool does: the usable backends and the picker's data. */
 export interface PoolPickData {
-  /** Indexed like the picker's entries: the address dialed and the backend's counter slot. */
-  readonly entries: ReadonlyArray<{ readonly address: string; readonly port: number; readonly slot: number }>
+  /** Indexed like the picker's entries: the address dialed, the backend's counter slot and its maxConns. */
+  readonly entries: ReadonlyArray<{ readonly address: string; readonly port: number; readonly slot: number; readonly maxConns: number }>
   readonly pick: PickData
   /**
    * The usable backups while primaries serve, with their own picker's data: where a connection
@@ -223,6 +223,7 @@ export class Pool {
   readonly #passiveListeners: PassiveListener[] = []
   readonly #rebuildListeners: Array<() => void> = []
   readonly #activeStorage: Int32Array | undefined
+  #queuedReader: ((id: number) => number) | undefined
 
   constructor(options: PoolOptions) {
     this.name = options.name
@@ -378,7 +379,13 @@ export class Pool {
 
   /** Connections waiting for a slot of `backend` now. */
   queued(backend: Backend): number {
+    if (this.#queuedReader !== undefined) return this.#queuedReader(backend.id)
     return this.#queues.get(backend.id)?.length ?? 0
+  }
+
+  /** The native plane keeps its queues itself (shared counters): `queued` reads them through `reader`. */
+  readQueuedFrom(reader: (id: number) => number): void {
+    this.#queuedReader = reader
   }
 
   connectionOpened(backend: Backend): void {
@@ -398,7 +405,7 @@ export class Pool {
 
   /** The usable backends and the pickers' lookup data, for a data plane that picks by itself. */
   exportPickData(): PoolPickData {
-    const entriesOf = (backends: readonly Backend[]): PoolPickData['entries'] => backends.map((b) => ({ address: b.address, port: b.port, slot: b.id }))
+    const entriesOf = (backends: readonly Backend[]): PoolPickData['entries'] => backends.map((b) => ({ address: b.address, port: b.port, slot: b.id, maxConns: b.maxConns }))
     const data = { entries: entriesOf(this.#pickable), pick: this.#picker.exportPickData!() }
     if (this.#backupPicker === null) return data
     return { ...data, backup: { entries: entriesOf(this.#backups), pick: this.#backupPicker.exportPickData!() } }

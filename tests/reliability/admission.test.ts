@@ -169,50 +169,52 @@ for (const plane of PLANES) {
   })
 }
 
-t.test('per-backend maxConns: excess clients wait in order, are served as slots free, and time out with a counted reason', async (t) => {
-  const backend = await new EchoBackend('alpha').start()
-  t.teardown(() => backend.stop())
-  const { lb, admin } = await l4lb(t, ['-l', '127.0.0.1:0', '-b', `${backend.address},max-conns=2`, '--check', 'none', '--queue-timeout', '1500ms'])
-  const port = lb.ports[0]!
-  const held = [await connect(port), await connect(port)]
-  t.teardown(() => held.forEach((s) => s.destroy()))
-  for (const s of held) t.equal(await readLine(s), 'alpha')
-  // Two more wait; the status shows them queued and the backend still at 2.
-  const waiting = [await connect(port), await connect(port)]
-  t.teardown(() => waiting.forEach((s) => s.destroy()))
-  const status = async (): Promise<{ activeConnections: number; queued: number; maxConns: number }> =>
-    ((await (await fetch(`http://${admin}/status`)).json()) as { services: Array<{ backends: Array<{ activeConnections: number; queued: number; maxConns: number }> }> }).services[0]!.backends[0]!
-  await eventually('two queued', async () => (await status()).queued === 2)
-  t.equal((await status()).activeConnections, 2, 'never more than maxConns at the backend')
-  t.equal(backend.accepted, 2)
-  // A slot frees: the first in line gets it, the second still waits.
-  const order: number[] = []
-  const lines = waiting.map((s, i) => readLine(s, 5000).then((l) => (order.push(i), l)))
-  held[0]!.destroy()
-  t.equal(await lines[0], 'alpha', 'the first waiter is served when a slot frees')
-  t.same(order, [0], 'in order')
-  // Nothing frees for the second: it times out after --queue-timeout with its reason counted.
-  await t.rejects(lines[1]!, 'the second waiter is closed at the queue timeout')
-  const closed = await lb.waitForLog('queue-timeout line', (l) => l.msg === 'connection closed' && l.reason === 'queue-timeout')
-  t.equal(closed.backend, backend.address)
-  const metrics = await (await fetch(`http://${admin}/metrics`)).text()
-  t.match(metrics, /l4lb_rejected_total\{service="default",reason="queue-timeout"\} 1/)
-  t.equal(backend.accepted, 3, 'the backend never saw more than its slots')
-})
+for (const plane of PLANES) {
+  t.test(`${plane} plane: per-backend maxConns: excess clients wait in order, are served as slots free, and time out with a counted reason`, { skip: planeSkip(plane) }, async (t) => {
+    const backend = await new EchoBackend('alpha').start()
+    t.teardown(() => backend.stop())
+    const { lb, admin } = await l4lb(t, [...planeArgs(plane), '-l', '127.0.0.1:0', '-b', `${backend.address},max-conns=2`, '--check', 'none', '--queue-timeout', '1500ms'])
+    const port = lb.ports[0]!
+    const held = [await connect(port), await connect(port)]
+    t.teardown(() => held.forEach((s) => s.destroy()))
+    for (const s of held) t.equal(await readLine(s), 'alpha')
+    // Two more wait; the status shows them queued and the backend still at 2.
+    const waiting = [await connect(port), await connect(port)]
+    t.teardown(() => waiting.forEach((s) => s.destroy()))
+    const status = async (): Promise<{ activeConnections: number; queued: number; maxConns: number }> =>
+      ((await (await fetch(`http://${admin}/status`)).json()) as { services: Array<{ backends: Array<{ activeConnections: number; queued: number; maxConns: number }> }> }).services[0]!.backends[0]!
+    await eventually('two queued', async () => (await status()).queued === 2)
+    t.equal((await status()).activeConnections, 2, 'never more than maxConns at the backend')
+    t.equal(backend.accepted, 2)
+    // A slot frees: the first in line gets it, the second still waits.
+    const order: number[] = []
+    const lines = waiting.map((s, i) => readLine(s, 5000).then((l) => (order.push(i), l)))
+    held[0]!.destroy()
+    t.equal(await lines[0], 'alpha', 'the first waiter is served when a slot frees')
+    t.same(order, [0], 'in order')
+    // Nothing frees for the second: it times out after --queue-timeout with its reason counted.
+    await t.rejects(lines[1]!, 'the second waiter is closed at the queue timeout')
+    const closed = await lb.waitForLog('queue-timeout line', (l) => l.msg === 'connection closed' && l.reason === 'queue-timeout')
+    t.equal(closed.backend, backend.address)
+    const metrics = await (await fetch(`http://${admin}/metrics`)).text()
+    t.match(metrics, /l4lb_rejected_total\{service="default",reason="queue-timeout"\} 1/)
+    t.equal(backend.accepted, 3, 'the backend never saw more than its slots')
+  })
 
-t.test('per-backend maxConns with no --queue-timeout: a stateless pool skips a full backend, a full pool refuses at once', async (t) => {
-  const a = await new EchoBackend('a').start()
-  const b = await new EchoBackend('b').start()
-  t.teardown(() => Promise.all([a.stop(), b.stop()]))
-  const { lb, admin } = await l4lb(t, ['-l', '127.0.0.1:0', '-b', `${a.address},max-conns=1`, '-b', `${b.address},max-conns=1`, '--balance', 'round-robin', '--check', 'none'])
-  const port = lb.ports[0]!
-  const first = await connect(port)
-  const second = await connect(port)
-  t.teardown(() => [first, second].forEach((s) => s.destroy()))
-  t.same([await readLine(first), await readLine(second)].sort(), ['a', 'b'], 'each backend got one')
-  const third = await connect(port)
-  const { data } = await within(3000, 'refusal', readAll(third))
-  t.equal(data.length, 0, 'the third is closed at once')
-  const metrics = await (await fetch(`http://${admin}/metrics`)).text()
-  t.match(metrics, /l4lb_rejected_total\{service="default",reason="backend-full"\} 1/)
-})
+  t.test(`${plane} plane: per-backend maxConns with no --queue-timeout: a stateless pool skips a full backend, a full pool refuses at once`, { skip: planeSkip(plane) }, async (t) => {
+    const a = await new EchoBackend('a').start()
+    const b = await new EchoBackend('b').start()
+    t.teardown(() => Promise.all([a.stop(), b.stop()]))
+    const { lb, admin } = await l4lb(t, [...planeArgs(plane), '-l', '127.0.0.1:0', '-b', `${a.address},max-conns=1`, '-b', `${b.address},max-conns=1`, '--balance', 'round-robin', '--check', 'none'])
+    const port = lb.ports[0]!
+    const first = await connect(port)
+    const second = await connect(port)
+    t.teardown(() => [first, second].forEach((s) => s.destroy()))
+    t.same([await readLine(first), await readLine(second)].sort(), ['a', 'b'], 'each backend got one')
+    const third = await connect(port)
+    const { data } = await within(3000, 'refusal', readAll(third))
+    t.equal(data.length, 0, 'the third is closed at once')
+    const metrics = await (await fetch(`http://${admin}/metrics`)).text()
+    t.match(metrics, /l4lb_rejected_total\{service="default",reason="backend-full"\} 1/)
+  })
+}

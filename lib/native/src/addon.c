@@ -26,6 +26,8 @@ _Static_assert(sizeof(l4_cidr) == 9 * sizeof(uint32_t), "lib/native/index.ts pac
 _Static_assert(L4_STAT_REJECTED_MAX_CONNS == 1 && L4_STAT_REFUSED_DENIED == 7 && L4_STAT_REFUSED_NOT_ALLOWED == 8 &&
                    L4_STAT_REFUSED_MAX_CONNS_PER_IP == 9 && L4_STAT_REFUSED_RATE_PER_IP == 10,
                "lib/native/index.ts STAT_* indices");
+_Static_assert(L4_STAT_QUEUED == 13 && L4_STAT_QUEUE_TIMEOUTS == 14 && L4_STAT_BACKEND_FULL == 15, "lib/native/index.ts STAT_* indices");
+_Static_assert(L4_QUEUE_TIMEOUT == 11 && L4_BACKEND_FULL == 12, "lib/native/index.ts REASONS");
 
 #define CALL(env, call)                                             \
   do {                                                              \
@@ -423,7 +425,18 @@ static int pick_of(napi_env env, napi_value object, l4_pick_data *pick, uint32_t
   return 1;
 }
 
-/* Reads [{ address, port, slot }] into a new array (free it); 0 when malformed or out of memory. */
+/* An optional u32 property: absent or undefined leaves `out` as it is; anything else must be a u32. */
+static int get_u32_optional(napi_env env, napi_value object, const char *key, uint32_t *out) {
+  napi_value v;
+  if (napi_get_named_property(env, object, key, &v) != napi_ok) return 0;
+  napi_valuetype type;
+  napi_typeof(env, v, &type);
+  if (type == napi_undefined) return 1;
+  if (type != napi_number) return 0;
+  return napi_get_value_uint32(env, v, out) == napi_ok;
+}
+
+/* Reads [{ address, port, slot, maxConns? }] into a new array (free it); 0 when malformed or out of memory. */
 static int entries_of(napi_env env, napi_value array, l4_counters *counters, l4_entry **out, uint32_t *count) {
   *out = NULL;
   *count = 0;
@@ -433,14 +446,15 @@ static int entries_of(napi_env env, napi_value array, l4_counters *counters, l4_
   if (!entries) return 0;
   for (uint32_t i = 0; i < n; i++) {
     napi_value item, host;
-    uint32_t port = 0, slot = 0;
+    uint32_t port = 0, slot = 0, max_conns = 0;
     if (napi_get_element(env, array, i, &item) != napi_ok || napi_get_named_property(env, item, "address", &host) != napi_ok ||
-        !get_u32(env, item, "port", &port) || !get_u32(env, item, "slot", &slot) ||
+        !get_u32(env, item, "port", &port) || !get_u32(env, item, "slot", &slot) || !get_u32_optional(env, item, "maxConns", &max_conns) ||
         !sockaddr_of(env, host, port, &entries[i].addr, &entries[i].addr_length) || slot >= l4_counters_length(counters)) {
       free(entries);
       return 0;
     }
     entries[i].slot = (int32_t)slot;
+    entries[i].max_conns = max_conns;
   }
   *out = entries;
   *count = n;
@@ -487,7 +501,8 @@ static napi_value service_publish(napi_env env, napi_callback_info info) {
   if (!get_u32(env, argv[2], "connectTimeoutMs", &config.connect_timeout_ms) ||
       !get_u32(env, argv[2], "idleTimeoutMs", &config.idle_timeout_ms) || !get_u32(env, argv[2], "retries", &config.retries) ||
       !get_u32(env, argv[2], "maxConns", &config.max_conns) || !get_u32(env, argv[2], "hashPort", &hash_port) ||
-      !get_u32(env, argv[2], "proxyVersion", &proxy_version) || !get_u32(env, argv[2], "proxyCrc32c", &crc))
+      !get_u32(env, argv[2], "proxyVersion", &proxy_version) || !get_u32(env, argv[2], "proxyCrc32c", &crc) ||
+      !get_u32_optional(env, argv[2], "queueTimeoutMs", &config.queue_timeout_ms))
     THROW(env, "ERR_NATIVE", "publish: bad config");
   config.hash_port = (int)hash_port;
   config.proxy_version = (int)proxy_version;

@@ -62,8 +62,8 @@
 #define JS_REF (1 << 24)
 
 enum tag { TAG_CLIENT = 0, TAG_BACKEND = 1, TAG_LISTENER = 2, TAG_WAKE = 3 };
-enum state { CONNECTING = 0, OPEN = 1, CLOSED = 2 };
-enum command_kind { CMD_STOP_ACCEPTING, CMD_CLOSE_ALL, CMD_SHUTDOWN_SLOT };
+enum state { CONNECTING = 0, OPEN = 1, CLOSED = 2, QUEUED = 3 /* waiting for a slot of entry's backend */ };
+enum command_kind { CMD_STOP_ACCEPTING, CMD_CLOSE_ALL, CMD_SHUTDOWN_SLOT, CMD_WAKE };
 
 struct thread;
 
@@ -75,7 +75,18 @@ struct l4_counters {
   int64_t *avoid_until_ms; /* per slot: steer around a backend that just refused */
   int32_t *active;         /* the pool's `active` array: the start of `shared` */
   uint64_t *bytes;         /* [2 * slot + dir]: bytes read by opened connections, live */
-  void *shared;            /* active, then bytes (l4_counters_shared) */
+  void *shared;            /* active, then bytes, then queued (l4_counters_shared) */
+  /*
+   * Backend maxConns (lib/pool tryTake/giveBack/enqueue): taken[slot] counts the connections
+   * holding a slot (connecting or open), limit[slot] is the published maxConns (0 = none),
+   * queued[slot] (shared: /status reads it) the FIFO's length. A freed slot passes straight to
+   * the first waiter (qhead), whichever thread it lives on, so a newcomer cannot jump the line.
+   */
+  int32_t *taken;
+  uint32_t *limit;
+  int32_t *queued;
+  struct conn **qhead, **qtail;
+  pthread_mutex_t qlock;
 };
 
 struct l4_snapshot {
@@ -130,6 +141,16 @@ struct pipe_pair {
   uint32_t pending;
 };
 
+struct command {
+  int kind;
+  l4_service *service;
+  l4_counters *counters;
+  int32_t slot;
+  int reason;
+  struct conn *conn; /* CMD_WAKE */
+  struct command *next;
+};
+
 struct conn {
   struct tlink timer; /* a wheel slot; first member, so a link is its conn */
   struct conn *prev, *next; /* the thread's list (close-all, shutdown) */
@@ -163,15 +184,12 @@ struct conn {
   char client_ip[48];
   char id[L4_UNIQUE_ID_LENGTH];
   struct conn *next_retired;
-};
-
-struct command {
-  int kind;
-  l4_service *service;
-  l4_counters *counters;
-  int32_t slot;
-  int reason;
-  struct command *next;
+  /* maxConns: holding a slot of held_slot; in its FIFO (under counters->qlock); a slot was handed
+     over and `wake` is posted (the conn must outlive it: freed by the wake when closed first) */
+  uint8_t holding, in_queue, wake_pending, free_on_wake;
+  int32_t held_slot;
+  struct conn *qprev, *qnext;
+  struct command wake;
 };
 
 struct thread {
@@ -292,7 +310,9 @@ size_t l4_engine_drain(l4_engine *e, l4_record *out, size_t max) {
 
 size_t l4_counters_bytes_offset(uint32_t n) { return ((size_t)(n ? n : 1) * sizeof(int32_t) + 7) & ~(size_t)7; }
 
-size_t l4_counters_shared_length(uint32_t n) { return l4_counters_bytes_offset(n) + (size_t)(n ? n : 1) * 2 * sizeof(uint64_t); }
+size_t l4_counters_queued_offset(uint32_t n) { return l4_counters_bytes_offset(n) + (size_t)(n ? n : 1) * 2 * sizeof(uint64_t); }
+
+size_t l4_counters_shared_length(uint32_t n) { return l4_counters_queued_offset(n) + (size_t)(n ? n : 1) * sizeof(int32_t); }
 
 l4_counters *l4_counters_new(l4_engine *engine, uint32_t n, uint32_t gen) {
   l4_counters *c = calloc(1, sizeof *c);
@@ -301,12 +321,23 @@ l4_counters *l4_counters_new(l4_engine *engine, uint32_t n, uint32_t gen) {
   /* one block, so the control plane reads both through one external buffer (untouched pages
      of a large block cost no memory) */
   c->shared = calloc(1, l4_counters_shared_length(n));
-  if (!c->avoid_until_ms || !c->shared) {
+  /* calloc'd: pages no backend touches cost nothing (n is sized for every backend ever) */
+  c->taken = calloc(n ? n : 1, sizeof(int32_t));
+  c->limit = calloc(n ? n : 1, sizeof(uint32_t));
+  c->qhead = calloc(n ? n : 1, sizeof(struct conn *));
+  c->qtail = calloc(n ? n : 1, sizeof(struct conn *));
+  if (!c->avoid_until_ms || !c->shared || !c->taken || !c->limit || !c->qhead || !c->qtail) {
     free(c->avoid_until_ms);
     free(c->shared);
+    free(c->taken);
+    free(c->limit);
+    free(c->qhead);
+    free(c->qtail);
     free(c);
     return NULL;
   }
+  pthread_mutex_init(&c->qlock, NULL);
+  c->queued = (int32_t *)((char *)c->shared + l4_counters_queued_offset(n));
   c->active = c->shared;
   c->bytes = (uint64_t *)((char *)c->shared + l4_counters_bytes_offset(n));
   c->refs = JS_REF;
@@ -324,6 +355,11 @@ uint32_t l4_counters_length(const l4_counters *c) { return c->n; }
 static void counters_free(l4_counters *c) {
   free(c->avoid_until_ms);
   free(c->shared);
+  free(c->taken);
+  free(c->limit);
+  free(c->qhead);
+  free(c->qtail);
+  pthread_mutex_destroy(&c->qlock);
   free(c);
 }
 
@@ -417,6 +453,8 @@ void l4_engine_reclaim(l4_engine *e) {
   }
 }
 
+static void queue_serve(l4_counters *k, int32_t slot);
+
 static void pick_copy(l4_pick_data *to, const l4_pick_data *from, uint32_t entry_count, int *failed) {
   *to = *from;
   to->entry_count = entry_count;
@@ -468,6 +506,12 @@ int l4_service_publish(l4_service *svc, l4_counters *counters, const l4_service_
   }
   counters_ref(counters);
   s->counters = counters;
+  /* maxConns per slot; a raised one serves its waiters now */
+  for (uint32_t i = 0; i < entry_count + backup_count; i++) {
+    int32_t slot = s->entries[i].slot;
+    __atomic_store_n(&counters->limit[slot], s->entries[i].max_conns, __ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&counters->queued[slot], __ATOMIC_SEQ_CST) > 0) queue_serve(counters, slot);
+  }
   l4_snapshot *old = __atomic_exchange_n(&svc->snapshot, s, __ATOMIC_SEQ_CST);
   if (old) retire_snapshot(svc->engine, old);
   l4_engine_reclaim(svc->engine);
@@ -557,6 +601,106 @@ static void timer_set(struct conn *c, uint64_t deadline_ms) {
   t->timers++;
 }
 
+/* ---- backend maxConns: slots and the queue ---------------------------------------------- */
+
+static void post(struct thread *t, struct command *cmd);
+
+/*
+ * Takes a slot of `slot` (lib/pool tryTake): always without a limit; with one, only below it
+ * and only when nobody waits (the waiters are first in line). A compare-and-swap, so threads
+ * taking at once never overshoot.
+ */
+static int slot_try_take(l4_counters *k, int32_t slot) {
+  uint32_t limit = __atomic_load_n(&k->limit[slot], __ATOMIC_RELAXED);
+  if (limit == 0) {
+    __atomic_add_fetch(&k->taken[slot], 1, __ATOMIC_SEQ_CST);
+    return 1;
+  }
+  if (__atomic_load_n(&k->queued[slot], __ATOMIC_SEQ_CST) > 0) return 0;
+  int32_t taken = __atomic_load_n(&k->taken[slot], __ATOMIC_SEQ_CST);
+  while (taken < (int32_t)limit)
+    if (__atomic_compare_exchange_n(&k->taken[slot], &taken, taken + 1, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)) return 1;
+  return 0;
+}
+
+/*
+ * Hands free slots of `slot` to its first waiters, in order: each is unlinked holding the slot
+ * and woken on its own thread (CMD_WAKE). Called after a slot is given back, after a waiter
+ * joins (a slot freed between its failed take and its joining is not lost: both sides write,
+ * then read the other's counter, sequentially consistent) and when a publish raises a limit.
+ */
+static void queue_serve(l4_counters *k, int32_t slot) {
+  pthread_mutex_lock(&k->qlock);
+  for (struct conn *w = k->qhead[slot]; w != NULL; w = k->qhead[slot]) {
+    uint32_t limit = __atomic_load_n(&k->limit[slot], __ATOMIC_RELAXED);
+    int32_t taken = __atomic_load_n(&k->taken[slot], __ATOMIC_SEQ_CST);
+    if (limit != 0 && taken >= (int32_t)limit) break;
+    if (!__atomic_compare_exchange_n(&k->taken[slot], &taken, taken + 1, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)) continue;
+    k->qhead[slot] = w->qnext;
+    if (w->qnext) w->qnext->qprev = NULL;
+    else k->qtail[slot] = NULL;
+    __atomic_sub_fetch(&k->queued[slot], 1, __ATOMIC_SEQ_CST);
+    w->in_queue = 0;
+    w->holding = 1;
+    w->held_slot = slot;
+    w->wake_pending = 1;
+    w->wake.kind = CMD_WAKE;
+    w->wake.conn = w;
+    w->wake.counters = NULL;
+    post(w->thread, &w->wake);
+  }
+  pthread_mutex_unlock(&k->qlock);
+}
+
+/* lib/pool giveBack: the slot this connection holds goes back, to the first waiter if any. */
+static void slot_give_back(struct conn *c) {
+  if (!c->holding) return;
+  c->holding = 0;
+  l4_counters *k = c->snapshot->counters;
+  __atomic_sub_fetch(&k->taken[c->held_slot], 1, __ATOMIC_SEQ_CST);
+  if (__atomic_load_n(&k->queued[c->held_slot], __ATOMIC_SEQ_CST) > 0) queue_serve(k, c->held_slot);
+}
+
+/* Joins the FIFO of `slot`; 0 when it is full (L4_MAX_QUEUE). */
+static int queue_join(struct conn *c, int32_t slot) {
+  l4_counters *k = c->snapshot->counters;
+  pthread_mutex_lock(&k->qlock);
+  if (__atomic_load_n(&k->queued[slot], __ATOMIC_RELAXED) >= L4_MAX_QUEUE) {
+    pthread_mutex_unlock(&k->qlock);
+    return 0;
+  }
+  c->qnext = NULL;
+  c->qprev = k->qtail[slot];
+  if (c->qprev) c->qprev->qnext = c;
+  else k->qhead[slot] = c;
+  k->qtail[slot] = c;
+  c->in_queue = 1;
+  c->held_slot = slot;
+  __atomic_add_fetch(&k->queued[slot], 1, __ATOMIC_SEQ_CST);
+  pthread_mutex_unlock(&k->qlock);
+  queue_serve(k, slot);
+  return 1;
+}
+
+/* Leaves the FIFO (timed out, closed, backend gone). 0 when too late: a slot was handed over
+   and the wake is on its way (the connection then holds the slot). */
+static int queue_leave(struct conn *c) {
+  l4_counters *k = c->snapshot->counters;
+  pthread_mutex_lock(&k->qlock);
+  int left = c->in_queue;
+  if (left) {
+    int32_t slot = c->held_slot;
+    if (c->qprev) c->qprev->qnext = c->qnext;
+    else k->qhead[slot] = c->qnext;
+    if (c->qnext) c->qnext->qprev = c->qprev;
+    else k->qtail[slot] = c->qprev;
+    c->in_queue = 0;
+    __atomic_sub_fetch(&k->queued[slot], 1, __ATOMIC_SEQ_CST);
+  }
+  pthread_mutex_unlock(&k->qlock);
+  return left;
+}
+
 /* ---- connections ------------------------------------------------------------------------ */
 
 static void conn_pump(struct conn *c, int dir);
@@ -616,6 +760,9 @@ static void conn_finish(struct conn *c, int reason) {
   struct thread *t = c->thread;
   if (c->state == CLOSED) return;
   set_reason(c, reason);
+  /* a slot handed over while it waited: the wake still points at it, so it frees the conn */
+  if (c->state == QUEUED && !queue_leave(c)) c->free_on_wake = 1;
+  slot_give_back(c);
   if (c->cfd >= 0) close(c->cfd);
   if (c->bfd >= 0) close(c->bfd);
   c->cfd = c->bfd = -1;
@@ -639,6 +786,7 @@ static void conn_finish(struct conn *c, int reason) {
   r->duration_ms = (uint32_t)(t->now_ms - c->started_ms);
   c->prev->next = c->next;
   c->next->prev = c->prev;
+  if (c->free_on_wake) return;
   c->next_retired = t->retired;
   t->retired = c;
 }
@@ -684,6 +832,7 @@ static void conn_attempt_failed(struct conn *c, int err) {
   if (c->bfd >= 0) close(c->bfd);
   c->bfd = -1;
   timer_cancel(c);
+  slot_give_back(c);
   __atomic_add_fetch(&c->service->stats[L4_STAT_CONNECT_FAILURES], 1, __ATOMIC_RELAXED);
   l4_record *r = new_record(t);
   fill_record(r, c);
@@ -708,6 +857,7 @@ static void conn_redirect(struct conn *c) {
   if (c->bfd >= 0) close(c->bfd);
   c->bfd = -1;
   timer_cancel(c);
+  slot_give_back(c);
   if (c->attempts <= c->snapshot->config.retries && c->tried_count < MAX_TRIED) {
     c->tried[c->tried_count++] = c->entry;
     conn_connect_next(c);
@@ -721,7 +871,8 @@ static void conn_redirect(struct conn *c) {
  * the entries this connection tried already and steering around recent refusals. Returns an
  * index into the snapshot's entries, or -1.
  */
-static int32_t pick_among(struct conn *c, const l4_pick_data *pick, l4_pick_state *state, uint32_t offset, uint32_t n) {
+static int32_t pick_among(struct conn *c, const l4_pick_data *pick, l4_pick_state *state, uint32_t offset, uint32_t n,
+                          const uint8_t *full) {
   l4_snapshot *s = c->snapshot;
   struct thread *t = c->thread;
   uint8_t stack_mask[256];
@@ -735,6 +886,13 @@ static int32_t pick_among(struct conn *c, const l4_pick_data *pick, l4_pick_stat
     if (!mask[tried]) ex.count++;
     mask[tried] = 1;
   }
+  /* backends at their maxConns this connection already found (offset 0 only) */
+  if (full != NULL)
+    for (uint32_t i = 0; i < n; i++)
+      if (full[i] && !mask[i]) {
+        mask[i] = 1;
+        ex.count++;
+      }
   int32_t entry = l4_pick(pick, state, c->hash, ex.count ? &ex : NULL, s->counters->active);
   if (entry >= 0) {
     /* Steer around a backend that refused a moment ago, but never refuse a client for it. */
@@ -764,13 +922,84 @@ static int32_t conn_pick(struct conn *c) {
   l4_snapshot *s = c->snapshot;
   struct thread *t = c->thread;
   int p2c = s->pick.algorithm == L4_ALG_RANDOM_TWO;
-  int32_t entry = pick_among(c, &s->pick, p2c ? &t->p2c : &s->state, 0, s->entry_count);
+  int32_t entry = pick_among(c, &s->pick, p2c ? &t->p2c : &s->state, 0, s->entry_count, NULL);
   if (entry >= 0 || c->tried_count == 0 || s->backup_count == 0) return entry;
-  return pick_among(c, &s->backup_pick, p2c ? &t->p2c : &s->backup_state, s->entry_count, s->backup_count);
+  return pick_among(c, &s->backup_pick, p2c ? &t->p2c : &s->backup_state, s->entry_count, s->backup_count, NULL);
+}
+
+static void conn_dial(struct conn *c, int32_t entry);
+
+/*
+ * `entry`'s backend is at its maxConns (lib/tcp Connection #connectNext): a hashing algorithm
+ * keeps the client on its backend, so it waits for it; the others try the other primaries
+ * first (never a backup: a full primary is no reason for one). Returns an entry whose slot
+ * this connection now holds, or -1.
+ */
+static int32_t take_other(struct conn *c, int32_t entry) {
+  l4_snapshot *s = c->snapshot;
+  int alg = s->pick.algorithm;
+  if (alg == L4_ALG_MAGLEV || alg == L4_ALG_RING || alg == L4_ALG_IP_HASH) return -1;
+  if (entry < 0 || (uint32_t)entry >= s->entry_count) return -1;
+  uint8_t stack_full[256];
+  uint8_t *full = s->entry_count <= sizeof stack_full ? stack_full : calloc(s->entry_count, 1);
+  if (!full) return -1;
+  memset(full, 0, s->entry_count <= sizeof stack_full ? s->entry_count : 0);
+  full[entry] = 1;
+  int p2c = alg == L4_ALG_RANDOM_TWO;
+  int32_t taken = -1;
+  for (uint32_t round = 0; round < s->entry_count; round++) {
+    int32_t other = pick_among(c, &s->pick, p2c ? &c->thread->p2c : &s->state, 0, s->entry_count, full);
+    if (other < 0) break;
+    if (slot_try_take(s->counters, s->entries[other].slot)) {
+      taken = other;
+      break;
+    }
+    full[other] = 1;
+  }
+  if (full != stack_full) free(full);
+  return taken;
+}
+
+/* No slot free: wait in `entry`'s queue up to queue_timeout_ms (HAProxy `timeout queue`). */
+static void conn_wait(struct conn *c, int32_t entry) {
+  struct thread *t = c->thread;
+  l4_snapshot *s = c->snapshot;
+  c->entry = entry; /* the close line names the backend it waited for */
+  uint32_t timeout_ms = s->config.queue_timeout_ms;
+  c->state = QUEUED;
+  if (timeout_ms == 0 || !queue_join(c, s->entries[entry].slot)) {
+    __atomic_add_fetch(&c->service->stats[L4_STAT_BACKEND_FULL], 1, __ATOMIC_RELAXED);
+    conn_finish(c, L4_BACKEND_FULL);
+    return;
+  }
+  __atomic_add_fetch(&c->service->stats[L4_STAT_QUEUED], 1, __ATOMIC_RELAXED);
+  timer_set(c, t->now_ms + timeout_ms);
+}
+
+/* A slot of the backend it waited for is this connection's now (CMD_WAKE, on its own thread). */
+static void conn_woken(struct conn *c) {
+  c->wake_pending = 0;
+  if (c->state == CLOSED) {
+    /* closed while the slot was on its way (conn_finish gave it back): free it now */
+    c->next_retired = c->thread->retired;
+    c->thread->retired = c;
+    return;
+  }
+  timer_cancel(c);
+  c->state = CONNECTING;
+  conn_dial(c, c->entry);
+}
+
+/* Its backend left the usable set while it waited: the next pick, as lib/tcp redirect(). */
+static void conn_requeue(struct conn *c) {
+  if (!queue_leave(c)) return; /* it has the slot; the wake connects it */
+  timer_cancel(c);
+  c->state = CONNECTING;
+  if (c->tried_count < MAX_TRIED) c->tried[c->tried_count++] = c->entry;
+  conn_connect_next(c);
 }
 
 static void conn_connect_next(struct conn *c) {
-  struct thread *t = c->thread;
   l4_snapshot *s = c->snapshot;
   int32_t entry = conn_pick(c);
   if (entry < 0) {
@@ -778,6 +1007,23 @@ static void conn_connect_next(struct conn *c) {
     conn_finish(c, c->attempts == 0 ? L4_NO_BACKEND : L4_CONNECT_FAILED);
     return;
   }
+  if (!slot_try_take(s->counters, s->entries[entry].slot)) {
+    int32_t other = take_other(c, entry);
+    if (other < 0) {
+      conn_wait(c, entry);
+      return;
+    }
+    entry = other;
+  }
+  c->holding = 1;
+  c->held_slot = s->entries[entry].slot;
+  conn_dial(c, entry);
+}
+
+/* With a slot of `entry`'s backend held: connect to it. */
+static void conn_dial(struct conn *c, int32_t entry) {
+  struct thread *t = c->thread;
+  l4_snapshot *s = c->snapshot;
   if (c->attempts > 0) __atomic_add_fetch(&c->service->stats[L4_STAT_RETRIES], 1, __ATOMIC_RELAXED);
   c->attempts++;
   c->attempt++;
@@ -1166,6 +1412,12 @@ static void on_timer(struct conn *c) {
     conn_attempt_failed(c, L4_ERR_TIMEOUT);
     return;
   }
+  if (c->state == QUEUED) {
+    if (!queue_leave(c)) return; /* a slot is on its way: the wake connects it */
+    __atomic_add_fetch(&c->service->stats[L4_STAT_QUEUE_TIMEOUTS], 1, __ATOMIC_RELAXED);
+    conn_finish(c, L4_QUEUE_TIMEOUT);
+    return;
+  }
   uint32_t idle = c->snapshot->config.idle_timeout_ms;
   if (idle == 0) return;
   if (t->now_ms - c->active_ms >= idle) {
@@ -1220,6 +1472,10 @@ static void run_commands(struct thread *t) {
   while (ordered) {
     struct command *cmd = ordered;
     ordered = cmd->next;
+    if (cmd->kind == CMD_WAKE) {
+      conn_woken(cmd->conn); /* embedded in the conn: not freed here */
+      continue;
+    }
     if (cmd->kind == CMD_STOP_ACCEPTING) {
       l4_service *svc = cmd->service;
       for (size_t i = 0; i < svc->listener_count; i++) {
@@ -1244,6 +1500,7 @@ static void run_commands(struct thread *t) {
         if (match && cmd->kind == CMD_SHUTDOWN_SLOT)
           match = c->entry >= 0 && c->snapshot->counters == cmd->counters && c->snapshot->entries[c->entry].slot == cmd->slot;
         if (match && cmd->kind == CMD_SHUTDOWN_SLOT && c->state == CONNECTING) conn_redirect(c);
+        else if (match && cmd->kind == CMD_SHUTDOWN_SLOT && c->state == QUEUED) conn_requeue(c);
         else if (match && cmd->reason >= 0) conn_finish(c, cmd->reason);
         c = next;
       }
@@ -1411,8 +1668,12 @@ void l4_engine_free(l4_engine *e) {
     struct command *cmd = t->commands;
     while (cmd) {
       struct command *next = cmd->next;
-      if (cmd->counters) counters_unref(cmd->counters);
-      free(cmd);
+      if (cmd->kind == CMD_WAKE) {
+        free_conn(cmd->conn); /* closed above while its slot was on its way */
+      } else {
+        if (cmd->counters) counters_unref(cmd->counters);
+        free(cmd);
+      }
       cmd = next;
     }
     for (size_t b = 0; b < t->free_count; b++) free(t->free_buffers[b]);

@@ -38,6 +38,8 @@ enum l4_reason {
   L4_BACKEND_DOWN,
   L4_NO_BACKEND,
   L4_CONNECT_FAILED,
+  L4_QUEUE_TIMEOUT, /* waited queue_timeout_ms for a slot of a backend at its max_conns */
+  L4_BACKEND_FULL,  /* no slot and no queue (queue_timeout_ms 0, or the queue is full) */
   L4_REASON_COUNT
 };
 
@@ -76,6 +78,7 @@ typedef struct l4_service_config {
   uint32_t idle_timeout_ms; /* 0 = none */
   uint32_t retries;
   uint32_t max_conns; /* 0 = unlimited */
+  uint32_t queue_timeout_ms; /* a connection waits this long for a backend slot; 0 = refuse at once */
   int hash_port;      /* key src-ip-port instead of src-ip */
   int proxy_version;  /* 0 none, 1, 2 */
   int proxy_crc32c;
@@ -86,7 +89,11 @@ typedef struct l4_entry {
   struct sockaddr_storage addr;
   socklen_t addr_length;
   int32_t slot;
+  uint32_t max_conns; /* the backend's maxConns: connections at once, connecting ones included; 0 = no limit */
 } l4_entry;
+
+/* Most connections one backend's queue holds (lib/pool MAX_QUEUE); past it they are refused. */
+#define L4_MAX_QUEUE 10000
 
 enum l4_stat {
   L4_STAT_ACCEPTED = 0,
@@ -103,6 +110,9 @@ enum l4_stat {
   L4_STAT_REFUSED_RATE_PER_IP,
   L4_STAT_SPLICED_IN,  /* bytes from clients moved with splice(2) (the rest went through buffers) */
   L4_STAT_SPLICED_OUT, /* bytes from backends moved with splice(2) */
+  L4_STAT_QUEUED,         /* connections that waited in a backend's queue */
+  L4_STAT_QUEUE_TIMEOUTS, /* ... and were closed at queue_timeout_ms */
+  L4_STAT_BACKEND_FULL,   /* refused for want of a slot with no queue */
   L4_STAT_COUNT
 };
 
@@ -122,9 +132,11 @@ int32_t *l4_counters_active(l4_counters *counters);
 /* Live bytes read by opened connections, [2 * slot] from clients, [2 * slot + 1] from the
    backend: the close record's totals, counted as they move. */
 uint64_t *l4_counters_bytes(l4_counters *counters);
-/* One block for the control plane: active (n int32) at 0, bytes at l4_counters_bytes_offset(n). */
+/* One block for the control plane: active (n int32) at 0, bytes at l4_counters_bytes_offset(n),
+   queued (n int32: connections waiting for a slot, by slot) at l4_counters_queued_offset(n). */
 void *l4_counters_shared(l4_counters *counters);
 size_t l4_counters_bytes_offset(uint32_t n);
+size_t l4_counters_queued_offset(uint32_t n);
 size_t l4_counters_shared_length(uint32_t n);
 uint32_t l4_counters_length(const l4_counters *counters);
 void l4_counters_release(l4_counters *counters);
