@@ -835,6 +835,134 @@ static void test_churn(l4_engine *e, struct backend *b) {
   l4_counters_release(counters);
 }
 
+/* ---- backend maxConns and its queue ------------------------------------------------------ */
+
+static int32_t queued_of(l4_counters *counters, int32_t slot) {
+  const int32_t *queued = (const int32_t *)((char *)l4_counters_shared(counters) + l4_counters_queued_offset(l4_counters_length(counters)));
+  return __atomic_load_n(&queued[slot], __ATOMIC_SEQ_CST);
+}
+
+static int wait_queued(l4_counters *counters, int32_t slot, int32_t want) {
+  uint64_t until = now_ms() + 5000;
+  while (now_ms() < until) {
+    if (queued_of(counters, slot) == want) return 1;
+    usleep(2000);
+  }
+  return 0;
+}
+
+/* The client is served: its byte comes back (the echo backend answers once connected). */
+static int echoed(int fd, char byte) {
+  char c;
+  return send(fd, &byte, 1, MSG_NOSIGNAL) == 1 && recv(fd, &c, 1, 0) == 1 && c == byte;
+}
+
+/* Nothing arrives for `ms` (a waiter that is still waiting). */
+static int silent(int fd, int ms) {
+  struct pollfd p = {fd, POLLIN, 0};
+  return poll(&p, 1, ms) == 0;
+}
+
+/*
+ * One backend at maxConns 2 on a two-thread engine: waiters queue in order (clients from several
+ * sources land on both threads), each freed slot goes to the first waiter whatever thread frees
+ * it, the rest time out with queue-timeout; with no queue timeout a full backend refuses at once
+ * (backend-full); a raised maxConns serves at once.
+ */
+static void test_max_conns_queue(l4_engine *e, struct backend *b) {
+  l4_service *svc = l4_service_new(e, 9);
+  l4_counters *counters = l4_counters_new(e, 2, 9);
+  l4_entry entry = entry_for(b->port, 0);
+  entry.max_conns = 2;
+  l4_service_config cfg = default_config();
+  cfg.queue_timeout_ms = 1500;
+  publish(svc, counters, &cfg, &entry, 1, 0);
+  uint16_t port = listen_on(svc);
+  size_t from = seen_count;
+  enum { WAITERS = 6 };
+  int held[2], waiters[WAITERS];
+  for (int i = 0; i < 2; i++) {
+    held[i] = client_connect(port, 0x7f000a01 + (uint32_t)i);
+    CHECK(held[i] >= 0);
+    CHECK(echoed(held[i], 'h'));
+  }
+  CHECK(l4_counters_active(counters)[0] == 2);
+  /* one at a time, so the queue's order is the connect order */
+  for (int i = 0; i < WAITERS; i++) {
+    waiters[i] = client_connect(port, 0x7f000b01 + (uint32_t)i);
+    CHECK(waiters[i] >= 0);
+    CHECK(send(waiters[i], "w", 1, MSG_NOSIGNAL) == 1);
+    CHECK(wait_queued(counters, 0, i + 1));
+  }
+  CHECK(l4_counters_active(counters)[0] == 2);
+  CHECK(silent(waiters[0], 100));
+  /* a slot frees: the first waiter gets it, and only it */
+  close(held[0]);
+  char c;
+  CHECK(recv(waiters[0], &c, 1, 0) == 1 && c == 'w');
+  CHECK(wait_queued(counters, 0, WAITERS - 1));
+  CHECK(silent(waiters[1], 100));
+  close(held[1]);
+  CHECK(recv(waiters[1], &c, 1, 0) == 1 && c == 'w');
+  CHECK(wait_queued(counters, 0, WAITERS - 2));
+  CHECK(l4_counters_active(counters)[0] == 2);
+  /* nothing frees for the others: closed at the queue timeout, counted, naming the backend */
+  /* closed (a reset: the byte they sent was never read, as the node plane's destroy) */
+  for (int i = 2; i < WAITERS; i++) {
+    ssize_t n = recv(waiters[i], &c, 1, 0);
+    CHECK(n == 0 || (n < 0 && errno == ECONNRESET));
+  }
+  CHECK(wait_queued(counters, 0, 0));
+  const l4_record *r = wait_close(e, 9, from, L4_QUEUE_TIMEOUT);
+  CHECK(r != NULL && r->slot == 0 && !r->opened);
+  uint64_t stats[L4_STAT_COUNT];
+  l4_service_stats(svc, stats);
+  CHECK(stats[L4_STAT_QUEUED] == WAITERS);
+  CHECK(stats[L4_STAT_QUEUE_TIMEOUTS] == WAITERS - 2);
+  CHECK(stats[L4_STAT_BACKEND_FULL] == 0);
+  /* no queue: refused at once */
+  cfg.queue_timeout_ms = 0;
+  publish(svc, counters, &cfg, &entry, 1, 0);
+  from = seen_count;
+  int full = client_connect(port, 0x7f000c01);
+  CHECK(full >= 0);
+  CHECK(recv(full, &c, 1, 0) == 0);
+  close(full);
+  CHECK(wait_close(e, 9, from, L4_BACKEND_FULL) != NULL);
+  l4_service_stats(svc, stats);
+  CHECK(stats[L4_STAT_BACKEND_FULL] == 1);
+  /* a waiter is served as soon as a publish raises the limit */
+  cfg.queue_timeout_ms = 5000;
+  publish(svc, counters, &cfg, &entry, 1, 0);
+  int late = client_connect(port, 0x7f000c02);
+  CHECK(late >= 0);
+  CHECK(send(late, "l", 1, MSG_NOSIGNAL) == 1);
+  CHECK(wait_queued(counters, 0, 1));
+  entry.max_conns = 3;
+  publish(svc, counters, &cfg, &entry, 1, 0);
+  CHECK(recv(late, &c, 1, 0) == 1 && c == 'l');
+  CHECK(l4_counters_active(counters)[0] == 3);
+  /* close-all reaches waiters too */
+  int last = client_connect(port, 0x7f000c03);
+  CHECK(last >= 0);
+  CHECK(wait_queued(counters, 0, 1));
+  for (int i = 2; i < WAITERS; i++) close(waiters[i]);
+  l4_service_close_all(svc, L4_SHUTDOWN);
+  CHECK(recv(last, &c, 1, 0) == 0);
+  CHECK(wait_queued(counters, 0, 0));
+  close(last);
+  close(late);
+  close(waiters[0]);
+  close(waiters[1]);
+  uint64_t until = now_ms() + 5000;
+  while (l4_service_active(svc) != 0 && now_ms() < until) usleep(2000);
+  CHECK(l4_service_active(svc) == 0);
+  CHECK(l4_counters_active(counters)[0] == 0);
+  l4_service_stop_accepting(svc);
+  l4_service_release(svc);
+  l4_counters_release(counters);
+}
+
 int main(void) {
   test_hash_and_headers();
   pipes_at_start = count_pipes();
@@ -854,6 +982,7 @@ int main(void) {
   test_bulk_splice(e, &b);
   test_stalled_reader(e);
   test_churn(e, &b);
+  test_max_conns_queue(e, &b);
   l4_engine_free(e);
   backend_stop(&b);
   if (failures) {

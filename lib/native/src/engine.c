@@ -682,13 +682,13 @@ static int queue_join(struct conn *c, int32_t slot) {
   return 1;
 }
 
-/* Leaves the FIFO (timed out, closed, backend gone). 0 when too late: a slot was handed over
-   and the wake is on its way (the connection then holds the slot). */
+/* Leaves the FIFO (timed out, closed, backend gone), if in it. 0 when too late: a slot was
+   handed over and the wake is on its way (the connection then holds the slot). */
 static int queue_leave(struct conn *c) {
   l4_counters *k = c->snapshot->counters;
   pthread_mutex_lock(&k->qlock);
-  int left = c->in_queue;
-  if (left) {
+  int left = !c->wake_pending;
+  if (c->in_queue) {
     int32_t slot = c->held_slot;
     if (c->qprev) c->qprev->qnext = c->qnext;
     else k->qhead[slot] = c->qnext;
