@@ -217,4 +217,26 @@ for (const plane of PLANES) {
     const metrics = await (await fetch(`http://${admin}/metrics`)).text()
     t.match(metrics, /l4lb_rejected_total\{service="default",reason="backend-full"\} 1/)
   })
+
+  t.test(`${plane} plane: per-backend maxConns with a hashing balance: a client waits for its own backend while another is free`, { skip: planeSkip(plane) }, async (t) => {
+    const a = await new EchoBackend('a').start()
+    const b = await new EchoBackend('b').start()
+    t.teardown(() => Promise.all([a.stop(), b.stop()]))
+    const { lb, admin } = await l4lb(t, [...planeArgs(plane), '-l', '127.0.0.1:0', '-b', `${a.address},max-conns=1`, '-b', `${b.address},max-conns=1`, '--balance', 'ip-hash', '--check', 'none', '--queue-timeout', '5s'])
+    const port = lb.ports[0]!
+    const first = await connect(port, '127.0.0.1', '127.0.9.1')
+    t.teardown(() => first.destroy())
+    const home = await readLine(first)
+    // The same source hashes to the same (now full) backend: it waits there, the other stays empty.
+    const second = await connect(port, '127.0.0.1', '127.0.9.1')
+    t.teardown(() => second.destroy())
+    const queued = async (): Promise<number[]> =>
+      ((await (await fetch(`http://${admin}/status`)).json()) as { services: Array<{ backends: Array<{ queued: number }> }> }).services[0]!.backends.map((x) => x.queued)
+    await eventually('one queued', async () => (await queued()).reduce((x, y) => x + y, 0) === 1)
+    t.equal((home === 'a' ? b : a).accepted, 0, 'the free backend is not used')
+    const served = readLine(second, 5000)
+    first.destroy()
+    t.equal(await served, home, 'served by its own backend once its slot frees')
+    t.same(await queued(), [0, 0])
+  })
 }
