@@ -91,7 +91,7 @@ export function renderMetrics(runtime: Runtime): string {
     const service = h.name
     for (const b of h.pool.backends) {
       const labels = { service, backend: b.name }
-      m.metric('l4lb_connections_total', 'counter', 'Connections proxied to a backend.', labels, b.connectionsTotal)
+      m.metric('l4lb_connections_total', 'counter', 'Connections proxied to a backend.', labels, h.connectionsTotal(b))
     }
   }
   for (const h of handles) {

@@ -215,12 +215,15 @@ for (const plane of PLANES) {
     t.equal(sampleValue(metrics, `l4lb_active_connections{service="pg",backend="${a.address}"}`), 1, 'the connection is still open')
     t.ok(sampleValue(metrics, `l4lb_bytes_total{service="pg",backend="${a.address}",direction="in"}`)! >= N, 'bytes from the client counted while open')
     t.ok(sampleValue(metrics, `l4lb_bytes_total{service="pg",backend="${a.address}",direction="out"}`)! >= N + 2, 'bytes from the backend counted while open')
+    t.equal(sampleValue(metrics, `l4lb_connections_total{service="pg",backend="${a.address}"}`), 1, 'the connection counts in the total while open')
     const backend = JSON.parse((await request(adminPort, '/status')).body).services[0].backends[0]
     t.ok(backend.bytesIn >= N && backend.bytesOut >= N + 2, `/status too (${backend.bytesIn}/${backend.bytesOut})`)
+    t.equal(backend.connectionsTotal, 1, '/status counts it too')
 
     socket.end()
     await lb.waitForLog('connection closed', (l) => l.msg === 'connection closed')
     const after = (await request(adminPort, '/metrics')).body
+    t.equal(sampleValue(after, `l4lb_connections_total{service="pg",backend="${a.address}"}`), 1, 'and once after it closed')
     t.equal(sampleValue(after, `l4lb_bytes_total{service="pg",backend="${a.address}",direction="in"}`), N, 'at close the count is exact, and never went back')
     t.equal(sampleValue(after, `l4lb_bytes_total{service="pg",backend="${a.address}",direction="out"}`), N + 2)
   })
