@@ -32,8 +32,14 @@ export function within<T>(ms: number, what: string, promise: Promise<T>): Promis
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer))
 }
 
-/** Polls `check` until it returns a truthy value (bounded). */
-export async function eventually<T>(what: string, check: () => T | Promise<T>, timeoutMs = 5000, stepMs = 20): Promise<T> {
+type Falsy = false | 0 | '' | null | undefined
+
+/**
+ * Polls `check` every `stepMs` until it returns a truthy value, and resolves with it; rejects
+ * naming `what` after `timeoutMs`. The one polling wait of the tests: wait for an event where
+ * there is one (`within`), poll only state that has none.
+ */
+export async function eventually<T>(what: string, check: () => T | Falsy | Promise<T | Falsy>, timeoutMs = 5000, stepMs = 20): Promise<T> {
   const deadline = Date.now() + timeoutMs
   for (;;) {
     const value = await check()
@@ -41,6 +47,18 @@ export async function eventually<T>(what: string, check: () => T | Promise<T>, t
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs}ms waiting for ${what}`)
     await sleep(stepMs)
   }
+}
+
+/**
+ * A port free right now on `host`, for peers (HAProxy, nginx, PostgreSQL) that cannot listen on
+ * port 0 and report it. Another process can take it before the peer binds: callers that start
+ * many peers at once retry on a bind error (TestPostgres does).
+ */
+export async function freePort(host = '127.0.0.1'): Promise<number> {
+  const server = net.createServer()
+  const port = await listen(server, host)
+  await closeServer(server)
+  return port
 }
 
 export type LogLine = Record<string, unknown> & { msg?: string; level?: number }

@@ -4,12 +4,11 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import { readFileSync, writeFileSync, mkdtempSync, rmSync } from 'node:fs'
 import net, { type Socket } from 'node:net'
 import { tmpdir } from 'node:os'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { join } from 'node:path'
 import t from 'tap'
 import { EchoBackend, connect, eventually, readLine, spawnL4lb, whoAnswers, within, type L4lbProcess } from '../helpers/index.js'
 import { TestPostgres, postgresUnavailable } from '../helpers/postgres.js'
-
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
 
 type Tap = { teardown(fn: () => unknown): void }
 
