@@ -243,6 +243,53 @@ export class EchoBackend {
   }
 }
 
+/**
+ * A backend that is slow to accept, on loopback: a child process listens (backlog 1) and sleeps
+ * without ever accepting; fillers take every place in its accept queue, after which the kernel
+ * drops new SYNs, so a connect to it hangs until the connector's own timeout. Killed by PID and
+ * its fillers closed when the test ends. Resolves with its `host:port`.
+ */
+export async function hangingBackend(t: { teardown(fn: () => unknown): void }, host = '127.0.0.1'): Promise<string> {
+  const script = `const s = require('node:net').createServer();
+s.listen({ host: ${JSON.stringify(host)}, port: 0, backlog: 1 }, () => {
+  process.stdout.write(s.address().port + '\\n');
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0);
+});`
+  const [cmd, ...args] = nodeCommand('-e', script)
+  const proc = spawn(cmd!, args, { stdio: ['ignore', 'pipe', 'inherit'], env: childEnv() })
+  const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)))
+  t.teardown(() => stopChild(proc, exited, 1000))
+  const port = await within(10_000, 'the hanging backend to listen', new Promise<number>((resolve, reject) => {
+    let out = ''
+    proc.stdout!.setEncoding('utf8').on('data', (c: string) => {
+      out += c
+      if (out.includes('\n')) resolve(Number(out.trim()))
+    })
+    void exited.then((code) => reject(new Error(`the hanging backend exited (${code})`)))
+  }))
+  const fillers: Socket[] = []
+  t.teardown(() => fillers.forEach((s) => s.destroy()))
+  // Linux queues backlog + 1 connections; connect until one hangs (its SYN was dropped).
+  for (let i = 0; i < 8; i++) {
+    const filler = net.connect({ port, host })
+    filler.on('error', () => {})
+    fillers.push(filler)
+    const connected = await new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => resolve(false), 300)
+      filler.once('connect', () => {
+        clearTimeout(timer)
+        resolve(true)
+      })
+    })
+    if (!connected) return formatAddress(host, port)
+  }
+  throw new Error('the hanging backend kept accepting: its accept queue never filled')
+}
+
+function formatAddress(host: string, port: number): string {
+  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`
+}
+
 export function connect(port: number, host = '127.0.0.1', localAddress?: string): Promise<Socket> {
   return new Promise((resolve, reject) => {
     const socket = net.connect({ port, host, localAddress, allowHalfOpen: true })
