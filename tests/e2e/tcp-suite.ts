@@ -95,7 +95,7 @@ export function tcpTests(t: Test, plane: Plane): void {
       const [alive] = await backends(t, ['alive'])
       const hanging = await hangingBackend(t)
       // Round-robin over two primaries: one of two connections tries the hanging one first.
-      const lb = await l4lb(t, ['-b', hanging, '-b', alive!.address, '--balance', 'round-robin', '--retries', '1', '--connect-timeout', `${CONNECT_TIMEOUT_MS}ms`])
+      const lb = await l4lb(t, ['-b', `127.0.0.1:${hanging}`, '-b', alive!.address, '--balance', 'round-robin', '--retries', '1', '--connect-timeout', `${CONNECT_TIMEOUT_MS}ms`])
       const connections: Array<{ client: string; pendingAtWrite: boolean }> = []
       for (let i = 0; i < 2; i++) {
         const acceptedBefore = alive!.accepted

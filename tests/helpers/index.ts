@@ -247,9 +247,9 @@ export class EchoBackend {
  * A backend that is slow to accept, on loopback: a child process listens (backlog 1) and sleeps
  * without ever accepting; fillers take every place in its accept queue, after which the kernel
  * drops new SYNs, so a connect to it hangs until the connector's own timeout. Killed by PID and
- * its fillers closed when the test ends. Resolves with its `host:port`.
+ * its fillers closed when the test ends. Resolves with its port.
  */
-export async function hangingBackend(t: { teardown(fn: () => unknown): void }, host = '127.0.0.1'): Promise<string> {
+export async function hangingBackend(t: { teardown(fn: () => unknown): void }, host = '127.0.0.1'): Promise<number> {
   const script = `const s = require('node:net').createServer();
 s.listen({ host: ${JSON.stringify(host)}, port: 0, backlog: 1 }, () => {
   process.stdout.write(s.address().port + '\\n');
@@ -281,13 +281,9 @@ s.listen({ host: ${JSON.stringify(host)}, port: 0, backlog: 1 }, () => {
         resolve(true)
       })
     })
-    if (!connected) return formatAddress(host, port)
+    if (!connected) return port
   }
   throw new Error('the hanging backend kept accepting: its accept queue never filled')
-}
-
-function formatAddress(host: string, port: number): string {
-  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`
 }
 
 export function connect(port: number, host = '127.0.0.1', localAddress?: string): Promise<Socket> {
