@@ -6,15 +6,13 @@
  */
 import t, { type Test } from 'tap'
 import http from 'node:http'
-import { mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
 import path from 'node:path'
 import pino from 'pino'
 import { startAdmin } from '../../lib/admin/index.js'
 import { parseConfig, type ConfigInput } from '../../lib/api/index.js'
 import type { Config } from '../../lib/config/index.js'
 import { Runtime } from '../../lib/runtime/index.js'
-import { EchoBackend, connect, eventually, readAll, readLine, whoAnswers, within } from '../helpers/index.js'
+import { EchoBackend, connect, eventually, readAll, readLine, whoAnswers, within, tempDir } from '../helpers/index.js'
 import { PROMTOOL_SKIP, promtool, request, sampleValue } from './helpers.js'
 
 const quiet = pino({ level: 'silent' })
@@ -167,8 +165,7 @@ t.test('a bad request gets its status and one line that says what is wrong', asy
 
 t.test('the endpoint on a unix socket path answers as on TCP', async (t) => {
   const a = await backend(t, 'a')
-  const dir = mkdtempSync(path.join(tmpdir(), 'l4lb-admin-'))
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const dir = tempDir(t, 'l4lb-admin-')
   const socketPath = path.join(dir, 'admin.sock')
   const config = parseConfig({ admin: socketPath, services: [{ name: 'web', listen: ['127.0.0.1:0'], health: { type: 'none' }, backends: [a.address] }] })
   const runtime = await Runtime.start(config, quiet)

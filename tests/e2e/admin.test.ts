@@ -1,16 +1,9 @@
-import t, { type Test } from 'tap'
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import t from 'tap'
+import { readFileSync, writeFileSync } from 'node:fs'
 import http from 'node:http'
-import { tmpdir } from 'node:os'
 import path from 'node:path'
-import { EchoBackend, ROOT, connect, eventually, readLine, whoAnswers, within } from '../helpers/index.js'
+import { EchoBackend, ROOT, connect, eventually, readLine, whoAnswers, within, tempDir } from '../helpers/index.js'
 import { PROMTOOL_SKIP, promtool, request, sampleValue, spawnWithAdmin } from '../admin/helpers.js'
-
-function tmp(t: Test): string {
-  const dir = mkdtempSync(path.join(tmpdir(), 'l4lb-admin-'))
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
-  return dir
-}
 
 /** Metric families by name from `# TYPE` lines; throws on a name typed twice. */
 function families(text: string): Map<string, string> {
@@ -25,7 +18,7 @@ function families(text: string): Map<string, string> {
 }
 
 t.test('metrics pass promtool check metrics, and OpenMetrics sees one family per name', async (t) => {
-  const dir = tmp(t)
+  const dir = tempDir(t, 'l4lb-admin-')
   const a = await new EchoBackend('a').start()
   t.teardown(() => a.stop())
   const file = path.join(dir, 'l4lb.yaml')
@@ -82,7 +75,7 @@ t.test('metrics pass promtool check metrics, and OpenMetrics sees one family per
 })
 
 t.test('every wrong method on every route answers 405 with Allow; only the page is served without the token', async (t) => {
-  const dir = tmp(t)
+  const dir = tempDir(t, 'l4lb-admin-')
   const a = await new EchoBackend('a').start()
   t.teardown(() => a.stop())
   writeFileSync(path.join(dir, 'token'), 's3cret\n')
@@ -131,7 +124,7 @@ t.test('every wrong method on every route answers 405 with Allow; only the page 
 })
 
 t.test('POST /backends/{service}/{address}/weight: picks follow, /status and /metrics show it, a reload restores the config', async (t) => {
-  const dir = tmp(t)
+  const dir = tempDir(t, 'l4lb-admin-')
   const a = await new EchoBackend('a').start()
   const b = await new EchoBackend('b').start()
   t.teardown(() => Promise.all([a.stop(), b.stop()]))

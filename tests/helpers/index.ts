@@ -5,6 +5,8 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import net, { type AddressInfo, type Server, type Socket } from 'node:net'
 import { fileURLToPath } from 'node:url'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 
@@ -21,6 +23,13 @@ export function childEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
   delete env.NODE_OPTIONS
   for (const k of Object.keys(env)) if (k.startsWith('TAP') || k.startsWith('_TAPJS')) delete env[k]
   return env
+}
+
+/** A fresh directory under the system's temp dir, removed when the test ends. */
+export function tempDir(t: { teardown(fn: () => unknown): void }, prefix = 'l4lb-test-'): string {
+  const dir = mkdtempSync(path.join(tmpdir(), prefix))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  return dir
 }
 
 /** Rejects with a message naming what we were waiting for, so a hang becomes a clear failure. */
