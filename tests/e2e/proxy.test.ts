@@ -9,9 +9,9 @@ import { spawn } from 'node:child_process'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { encodeV1, encodeV2, type Tlv } from '../../lib/proxy-protocol/index.js'
 import {
-  BIN, EchoBackend, childEnv, connect, nodeCommand, readAll, readLine, runL4lb, spawnL4lb, within, type LogLine,
+  BIN, EchoBackend, canUseIPv6, childEnv, connect, nodeCommand, readAll, readLine, runL4lb, spawnL4lb, within, type LogLine,
 } from '../helpers/index.js'
-import { ProxyBackend, canUseIPv6 } from '../helpers/proxy.js'
+import { ProxyBackend } from '../helpers/proxy.js'
 import { PLANES, planeArgs, planeSkip } from '../helpers/planes.js'
 
 async function proxyBackend(t: Test, name = 'pp', host = '127.0.0.1'): Promise<ProxyBackend> {

@@ -25,6 +25,15 @@ export function childEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
   return env
 }
 
+/** Whether this machine has an IPv6 loopback (::1) to listen on. */
+export function canUseIPv6(): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.createServer()
+    s.once('error', () => resolve(false))
+    s.listen(0, '::1', () => s.close(() => resolve(true)))
+  })
+}
+
 /** A fresh directory under the system's temp dir, removed when the test ends. */
 export function tempDir(t: { teardown(fn: () => unknown): void }, prefix = 'l4lb-test-'): string {
   const dir = mkdtempSync(path.join(tmpdir(), prefix))

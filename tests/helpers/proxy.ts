@@ -62,14 +62,6 @@ export class ProxyBackend {
   }
 }
 
-export function canUseIPv6(): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = net.createServer()
-    s.once('error', () => resolve(false))
-    s.listen(0, '::1', () => s.close(() => resolve(true)))
-  })
-}
-
 /** Resolves once something accepts connections on host:port; rejects after `timeoutMs`. */
 export async function waitConnectable(port: number, host = '127.0.0.1', timeoutMs = 10_000): Promise<void> {
   await eventually(`something listening on ${host}:${port}`, () => new Promise<boolean>((resolve) => {
