@@ -36,6 +36,8 @@
 #define WHEEL_SLOTS 4096
 #define WHEEL_MASK (WHEEL_SLOTS - 1)
 #define TICK_MS 16
+#define MAX_STARVED 64
+#define STARVED_RETRY_MS 50
 #define AVOID_MS 2000
 /* Counters refs held by the control plane weigh this much, so "only JS left" is visible. */
 #define JS_REF (1 << 24)
@@ -159,6 +161,17 @@ struct thread {
   size_t random_at;
   l4_pick_state p2c;
   int reserve_fd; /* closed to accept-and-drop a connection when out of fds */
+  /*
+   * Listeners whose accept ran out of fds with connections still queued. Edge-triggered epoll
+   * reports a listener again only when a new connection arrives, and a full accept queue drops
+   * new SYNs without one: so these are retried every STARVED_RETRY_MS until they drain
+   * (HAProxy pauses a listener on EMFILE and resumes it the same way). Fds are process-wide:
+   * another thread's close can free the fd this thread needs, so waiting for a local close is
+   * not enough.
+   */
+  struct listener *starved[MAX_STARVED];
+  size_t starved_count;
+  uint64_t starved_retry_ms;
 };
 
 struct l4_engine {
@@ -831,6 +844,29 @@ static void on_accept(struct thread *t, int fd, struct sockaddr_storage *ss, str
   conn_connect_next(c);
 }
 
+static void starve(struct thread *t, struct listener *l) {
+  for (size_t i = 0; i < t->starved_count; i++)
+    if (t->starved[i] == l) return;
+  /* More starved listeners than slots: the rest wait for their next connection's edge. */
+  if (t->starved_count < MAX_STARVED) t->starved[t->starved_count++] = l;
+  if (t->starved_count == 1) t->starved_retry_ms = t->now_ms + STARVED_RETRY_MS;
+}
+
+static void on_listener(struct thread *t, struct listener *l);
+
+static void retry_starved(struct thread *t) {
+  if (t->starved_count == 0 || t->now_ms < t->starved_retry_ms) return;
+  if (t->reserve_fd < 0) t->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  struct listener *retry[MAX_STARVED];
+  size_t count = t->starved_count;
+  memcpy(retry, t->starved, count * sizeof *retry);
+  t->starved_count = 0;
+  /* on_listener puts back the ones still out of fds */
+  for (size_t i = 0; i < count; i++)
+    if (retry[i]->fd >= 0) on_listener(t, retry[i]);
+  if (t->starved_count > 0) t->starved_retry_ms = t->now_ms + STARVED_RETRY_MS;
+}
+
 static void on_listener(struct thread *t, struct listener *l) {
   for (;;) {
     struct sockaddr_storage ss;
@@ -848,14 +884,19 @@ static void on_listener(struct thread *t, struct listener *l) {
     r->service_id = l->service->id;
     r->slot = -1;
     r->error = err;
-    if ((err == EMFILE || err == ENFILE) && t->reserve_fd >= 0) {
-      /* Out of fds: spend the reserve to take the connection off the queue and close it, or
-         edge-triggered epoll never tells us about this listener again. */
-      close(t->reserve_fd);
-      int drop = accept4(l->fd, NULL, NULL, SOCK_CLOEXEC);
-      if (drop >= 0) close(drop);
-      t->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (err == EMFILE || err == ENFILE) {
+      /* Out of fds: spend the reserve to take the connection off the queue and close it, so
+         the client hears at once instead of waiting in a queue nobody drains. Another thread
+         may take the fd the reserve freed; then (or with no reserve) retry later. */
+      int drop = -1;
+      if (t->reserve_fd >= 0) {
+        close(t->reserve_fd);
+        drop = accept4(l->fd, NULL, NULL, SOCK_CLOEXEC);
+        if (drop >= 0) close(drop);
+        t->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+      }
       if (drop >= 0) continue;
+      starve(t, l);
     }
     return;
   }
@@ -928,6 +969,10 @@ static void run_commands(struct thread *t) {
         if (l->thread != t || l->fd < 0) continue;
         close(l->fd);
         l->fd = -1;
+        /* freed once every thread acked: forget it here */
+        for (size_t k = 0; k < t->starved_count;)
+          if (t->starved[k] == l) t->starved[k] = t->starved[--t->starved_count];
+          else k++;
       }
       l4_engine *e = t->engine;
       pthread_mutex_lock(&e->lock);
@@ -964,7 +1009,7 @@ static void *thread_main(void *arg) {
   struct epoll_event events[MAX_EVENTS];
   while (!__atomic_load_n(&e->stopping, __ATOMIC_ACQUIRE)) {
     __atomic_store_n(&t->quiescent, UINT64_MAX, __ATOMIC_SEQ_CST);
-    int timeout = t->timers > 0 ? TICK_MS : -1;
+    int timeout = t->timers > 0 || t->starved_count > 0 ? TICK_MS : -1;
     int n = epoll_wait(t->epfd, events, MAX_EVENTS, timeout);
     __atomic_store_n(&t->quiescent, __atomic_load_n(&e->epoch, __ATOMIC_SEQ_CST), __ATOMIC_SEQ_CST);
     t->now_ms = monotonic_ms();
@@ -987,6 +1032,7 @@ static void *thread_main(void *arg) {
       }
     }
     if (wake) run_commands(t);
+    retry_starved(t);
     advance_timers(t);
     flush_records(t);
     while (t->retired) {
