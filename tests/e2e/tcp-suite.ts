@@ -168,7 +168,7 @@ export function tcpTests(t: Test, plane: Plane): void {
       await within(3000, 'FIN from the backend side', ended)
       s2.end('still talking\n')
       await eventually('backend to receive data after its own FIN', () => received === 'still talking\n')
-      t.pass('data flows client→backend after backend→client was closed')
+      t.equal(received, 'still talking\n', 'data flows client→backend after backend→client was closed')
     })
 
     t.test('a 64 MiB transfer each way arrives byte-exact', async (t) => {
