@@ -95,6 +95,7 @@ export class Pool {
     this.#replaceBackends(options.backends, options.addresses)
     this.#setSlowStart(options.slowStartMs ?? 0)
     this.#picks = PickSet.build(this.#pickInputs(), undefined, true)
+    this.#fresh = false
   }
 
   /** Backends that new connections can go to now (primaries, or backups when no primary is usable). */

@@ -198,3 +198,17 @@ t.test('maxConns: a full backend queues connections in order and hands a freed s
   for (let i = 0; i < MAX_QUEUE; i++) p.enqueue(limited, waiter('x'))
   t.notOk(p.enqueue(limited, waiter('y')), `a queue holds at most ${MAX_QUEUE}`)
 })
+
+t.test('only a change the pickers see rebuilds them and tells a data plane that picks by itself', async (t) => {
+  const p = pool({ slowStartMs: 10_000, clock: new FakeClock() })
+  let rebuilds = 0
+  p.onRebuild(() => rebuilds++)
+  p.update({ balance: 'round-robin', backends: configs, addresses, checked: false, slowStartMs: 10_000 })
+  t.equal(rebuilds, 0, 'a reload that changed nothing rebuilds nothing')
+  p.setAdmin(p.backends[0]!.id, 'drain')
+  t.equal(rebuilds, 1, 'a drain rebuilds once')
+  p.setWeight(p.backends[1]!.id, 2)
+  t.equal(rebuilds, 2, 'so does a weight change')
+  p.update({ balance: 'maglev', backends: configs, addresses, checked: false, slowStartMs: 10_000 })
+  t.equal(rebuilds, 3, 'and another algorithm')
+})
