@@ -574,6 +574,32 @@ function rssKb(pid) {
   return procPids(pid).reduce((a, p) => a + (statusKb(p, 'VmRSS') ?? 0), 0);
 }
 
+/**
+ * Where a process's RSS lives, in kB: glibc's main arena (`[heap]`, native allocations: libuv
+ * handles, OpenSSL, Node's C++ objects) and the other anonymous mappings (V8's heap pages,
+ * mmapped malloc chunks, thread stacks). Tells "V8 has not given its pages back" from "glibc
+ * does not trim" when RSS stays up after connections close.
+ */
+function rssParts(pid) {
+  let heap = 0;
+  let anon = 0;
+  let inHeap = false;
+  let text = '';
+  try {
+    text = readFileSync(`/proc/${pid}/smaps`, 'utf8');
+  } catch {
+    return { heap: 0, anon: 0 };
+  }
+  for (const line of text.split('\n')) {
+    if (/^[0-9a-f]+-[0-9a-f]+ /.test(line)) inHeap = line.endsWith('[heap]');
+    else if (line.startsWith('Rss:') && inHeap) heap += Number(line.split(/\s+/)[1]);
+    else if (line.startsWith('Anonymous:')) anon += Number(line.split(/\s+/)[1]);
+  }
+  return { heap, anon: anon - heap };
+}
+
+const formatParts = (p) => `[heap] ${(p.heap / 1024).toFixed(1)} MB + other anon ${(p.anon / 1024).toFixed(1)} MB`;
+
 /** l4lb's goals for idle connections (issue 12 item 5). */
 const IDLE_GOALS = { perConnectionKb: 8, afterCloseRatio: 1.2 };
 
@@ -591,6 +617,7 @@ async function runIdle({ opts, procs, dir, ports, cpus, l4lbBin }) {
   const add = (key, target, v) => ((samples[key] ??= {})[target] ??= []).push(v);
   const problems = [];
   const curves = [];
+  const parts = [];
   console.log(`perf: idle, targets ${targets.map((t) => t.id).join(', ')}; ${n} connections each, RSS watched ${opts.idleWaitS}s after they close`);
   for (const t of targets) {
     const pid = t.pids[0];
@@ -602,6 +629,7 @@ async function runIdle({ opts, procs, dir, ports, cpus, l4lbBin }) {
     }
     await sleep(3000);
     const baseKb = rssKb(pid);
+    const baseParts = rssParts(pid);
     const fdBase = fdCount(pid);
     const t0 = Date.now();
     let sockets;
@@ -615,12 +643,15 @@ async function runIdle({ opts, procs, dir, ports, cpus, l4lbBin }) {
     const openS = (Date.now() - t0) / 1000;
     await sleep(3000);
     const atKb = rssKb(pid);
+    const atParts = rssParts(pid);
     const fdAt = fdCount(pid);
     const lost = closedCount(sockets);
     if (lost > 0) problems.push(`${t.label}: ${lost} of ${n} idle connections were closed by the proxy or backend while held`);
     closeAll(sockets);
     const curve = await sampleFor(opts.idleWaitS * 1000, 5000, () => rssKb(pid));
     const afterKb = curve.at(-1);
+    parts.push(`${t.label}: baseline ${formatParts(baseParts)}; at ${n} ${formatParts(atParts)}; after close ${formatParts(rssParts(pid))}`);
+    console.log(`    ${parts.at(-1)}`);
     const perKb = perConnectionKb(baseKb, atKb, n);
     add('idle.base', t.id, baseKb / 1024);
     add('idle.at', t.id, atKb / 1024);
@@ -653,6 +684,7 @@ async function runIdle({ opts, procs, dir, ports, cpus, l4lbBin }) {
     `Each of ${n} connections comes from its own 127.0.x.1 source address (20 in turn), sends one \`GET /\` (keep-alive) through the proxy to the nginx backend, reads the 29-byte body, then stays open and silent. RSS is VmRSS of the process that holds the connections (nginx: master + worker; l4lb: the HTTP listener's process), read 3 s after the last one opened.`,
     'Warm baseline: VmRSS 3 s after two rounds of 400 such connections opened and closed (fewer than l4lb\'s 1,000-connection reclaim threshold, so no reclaim collection precedes it).',
     `After close: every client socket destroyed at once; VmRSS sampled every 5 s for ${opts.idleWaitS}s: ${curves.join('; ')}.`,
+    `Where RSS lives (smaps): ${parts.join('; ')}.`,
     'HAProxy runs with maxconn above the connection count here (the other workloads use 4000).',
     ...verdicts,
     ...skipped,

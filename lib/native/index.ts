@@ -49,6 +49,7 @@ interface Addon {
   pickMany(pick: NativePick, entryCount: number, hashes: Uint32Array, active: Int32Array): Int32Array
   murmur3(bytes: Uint8Array, seed: number): number
   proxyHeader(version: number, src: string, srcPort: number, dst: string, dstPort: number, id: string, crc32c: boolean): Buffer
+  trimMemory(): boolean
 }
 
 type PoolEntries = ReadonlyArray<{ readonly address: string; readonly port: number; readonly slot: number }>

@@ -14,6 +14,7 @@ import { TcpService } from '../tcp/service.js'
 import { UdpService } from '../udp/index.js'
 import { ServiceHealth, type Extensions } from './health.js'
 import { createResolver, hasNames, resolveBackends, signature, type NameResolver, type ResolvedBackends } from './resolve.js'
+import { MemoryReclaim } from './reclaim.js'
 
 /**
  * Everything one configured service owns. The pool and its health live as long as the service
@@ -86,6 +87,7 @@ export class Runtime {
   stopping = false
   #resolver: NameResolver
   readonly #extensions: Extensions | undefined
+  #reclaim: MemoryReclaim | undefined
 
   private constructor(config: Config, logger: Logger, extensions?: Extensions) {
     this.config = config
@@ -103,6 +105,7 @@ export class Runtime {
       await runtime.stop(0)
       throw err
     }
+    runtime.#reclaim = new MemoryReclaim(() => runtime.activeConnections, logger)
     return runtime
   }
 
@@ -327,6 +330,7 @@ export class Runtime {
   /** Stops accepting, waits up to `drainTimeoutMs` for connections to finish, then closes the rest. */
   async stop(drainTimeoutMs: number): Promise<void> {
     this.stopping = true
+    this.#reclaim?.stop()
     const all = [...this.services.values(), ...this.draining]
     await Promise.all(all.map((s) => s.stopAccepting()))
     await Promise.all(all.map((s) => s.health.stop()))

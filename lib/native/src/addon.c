@@ -8,6 +8,7 @@
 #endif
 #include <arpa/inet.h>
 #include <errno.h>
+#include <malloc.h>
 #include <node_api.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -602,6 +603,23 @@ static napi_value proxy_header(napi_env env, napi_callback_info info) {
   return out;
 }
 
+/*
+ * trimMemory() → boolean: glibc gives free heap pages back to the kernel (malloc_trim). The
+ * bulk tunables bin/l4lb sets (trim_threshold 128 MiB) keep glibc from trimming by itself, so
+ * after many connections closed their native handles' memory stays resident until asked
+ * (lib/runtime/reclaim.ts). true when memory was released.
+ */
+static napi_value trim_memory(napi_env env, napi_callback_info info) {
+  (void)info;
+  napi_value out;
+#ifdef __GLIBC__
+  napi_get_boolean(env, malloc_trim(0) == 1, &out);
+#else
+  napi_get_boolean(env, false, &out);
+#endif
+  return out;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   const struct {
     const char *name;
@@ -616,7 +634,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"shutdownSlot", service_shutdown_slot},   {"active", service_active},
       {"stats", service_stats},            {"releaseService", service_release},
       {"pickMany", pick_many},             {"murmur3", murmur3},
-      {"proxyHeader", proxy_header},
+      {"proxyHeader", proxy_header},       {"trimMemory", trim_memory},
   };
   for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
     napi_value fn;
