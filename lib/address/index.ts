@@ -116,6 +116,20 @@ export class CidrList {
   }
 
   /**
+   * The blocks as 9 words each — family, words[4], masks[4], unused words 0 — for the native
+   * plane's admit stage (lib/native/src/admit.h l4_cidr), which matches what this class parsed.
+   */
+  packed(): Uint32Array {
+    const out = new Uint32Array(this.#blocks.length * 9)
+    this.#blocks.forEach((block, i) => {
+      out[i * 9] = block.family
+      out.set(block.words, i * 9 + 1)
+      out.set(block.masks, i * 9 + 5)
+    })
+    return out
+  }
+
+  /**
    * True when `ip` (any textual form, including IPv4-mapped IPv6) falls in one of the blocks.
    * Allocates nothing: the text is parsed into a shared scratch array.
    */

@@ -196,13 +196,34 @@ async function runCommand(opts: FlagValues): Promise<void> {
   }
   const { logger, flush } = createLogger(config.log)
   for (const warning of new Set([...(config.warnings ?? []), ...deprecatedFlagWarnings(opts)])) logger.warn({ deprecated: true }, warning)
+  const held = holdSignals()
   const runtime = await Runtime.start(config, logger)
   const admin = await startAdmin(config.admin, runtime, logger)
   if (admin) logger.info({ admin: admin.address() }, 'admin endpoint listening')
   const drainTimeoutMs = Math.max(...config.services.map((s) => s.drainTimeoutMs))
   installSignals(runtime, flush, drainTimeoutMs, () => admin?.close())
   installReload(runtime, opts)
+  for (const signal of held()) process.emit(signal, signal)
   await sdNotify('READY=1', `serving ${config.services.length} service(s)`)
+}
+
+const HELD_SIGNALS: readonly NodeJS.Signals[] = ['SIGHUP', 'SIGTERM', 'SIGINT', 'SIGUSR1', 'SIGUSR2']
+
+/**
+ * Holds the signals l4lb handles while it starts, from before its first listener opens (the
+ * `listening` line) until its handlers are in place: Node's default for SIGHUP and SIGUSR2 is
+ * to exit, so a reload sent as soon as the log said `listening` killed it while the admin
+ * endpoint was still starting. Returns a function that stops holding and gives the held
+ * signals, in order, to be delivered to the real handlers.
+ */
+function holdSignals(): () => NodeJS.Signals[] {
+  const held: NodeJS.Signals[] = []
+  const hold = (signal: NodeJS.Signals): void => void held.push(signal)
+  for (const signal of HELD_SIGNALS) process.on(signal, hold)
+  return () => {
+    for (const signal of HELD_SIGNALS) process.off(signal, hold)
+    return held
+  }
 }
 
 /**

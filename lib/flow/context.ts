@@ -34,6 +34,8 @@ export class FlowContext {
     this.admission = previous !== undefined && previous.#admissionKey === this.#admissionKey
       ? previous.admission
       : proto === 'tcp' ? Admission.forTcp(config) : Admission.forUdp(config)
+    // l4lb_refused_total counts since the service started: new settings do not reset it.
+    if (previous !== undefined && previous.admission !== this.admission) Object.assign(this.admission.refused, previous.admission.refused)
   }
 
   /** The key stage: from the real client's address, once per flow. */

@@ -10,12 +10,13 @@ import { availableParallelism, constants as osConstants } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { Logger } from 'pino'
-import { formatHostPort, type HostPort } from '../address/index.js'
+import { CidrList, formatHostPort, type HostPort } from '../address/index.js'
 import { isBalanceName, type PickData } from '../balance/index.js'
 import type { Config, ServiceConfig } from '../config/index.js'
 import { ListenError, LOCAL_ERROR_CODES, listenProblem } from '../errors.js'
-import { zeroCounts, type RefusalCounts } from '../flow/admit.js'
-import { RateLimitedLog } from '../log/rate-limit.js'
+import { REFUSAL_REASONS, zeroCounts, type RefusalCounts } from '../flow/admit.js'
+import { dispositionOf } from '../flow/policy.js'
+import { FlowLog } from '../flow/log.js'
 import type { Pool, StateChange } from '../pool/index.js'
 import type { TcpCloseReason, TcpStats } from '../tcp/service.js'
 import type { CloseReason } from '../tcp/splice.js'
@@ -39,7 +40,7 @@ interface Addon {
   createCounters(engine: unknown, n: number, gen: number): Int32Array
   createService(engine: unknown, id: number): unknown
   listen(service: unknown, host: string, port: number, backlog: number): { address: string; port: number }
-  publish(service: unknown, counters: Int32Array, config: NativeConfig, pick: NativePick, entries: PoolEntries): void
+  publish(service: unknown, counters: Int32Array, config: NativeConfig, pick: NativePick, entries: PoolEntries, backup: NativeBackups | undefined, admission: NativeAdmission): void
   stopAccepting(service: unknown): void
   closeAll(service: unknown, reason: number): void
   shutdownSlot(service: unknown, counters: Int32Array, slot: number, reason: number): void
@@ -47,6 +48,7 @@ interface Addon {
   stats(service: unknown): number[]
   releaseService(service: unknown): void
   pickMany(pick: NativePick, entryCount: number, hashes: Uint32Array, active: Int32Array): Int32Array
+  admitSequence(admission: NativeAdmission, ops: ReadonlyArray<readonly [admit: boolean, ip: string, nowMs: number]>): Int32Array
   murmur3(bytes: Uint8Array, seed: number): number
   proxyHeader(version: number, src: string, srcPort: number, dst: string, dstPort: number, id: string, crc32c: boolean): Buffer
   trimMemory(): boolean
@@ -65,6 +67,25 @@ interface NativeConfig {
 }
 
 type NativePick = Omit<PickData, 'algorithm'> & { algorithm: number }
+
+/** The redispatch targets (l4_backups): usable backups while primaries serve. */
+interface NativeBackups {
+  entries: PoolEntries
+  pick: NativePick
+}
+
+/**
+ * The admit stage's settings (admit.h l4_admit_config): CIDR blocks as lib/address parsed them,
+ * 9 words each; 0 = off. burst and maxSources 0 take the defaults lib/flow/limiter.ts takes.
+ */
+export interface NativeAdmission {
+  allow: Uint32Array
+  deny: Uint32Array
+  maxConnsPerIp: number
+  ratePerSec: number
+  burst: number
+  maxSources: number
+}
 
 /** Algorithm numbers of pick.h (enum l4_algorithm). */
 const ALGORITHMS: Record<PickData['algorithm'], number> = {
@@ -85,7 +106,14 @@ const REC_CONNECT_FAIL = 1
 const REC_MAX_CONNS = 2
 const REC_ACCEPT_ERROR = 3
 const REC_GEN_DONE = 4
+const REC_REFUSED = 5
 const ERR_TIMEOUT = -1
+/** enum l4_stat indices (engine.h) of what addon.stats returns. */
+const STAT_REJECTED_MAX_CONNS = 1
+const STAT_REFUSED_DENIED = 7
+const STAT_REFUSED_NOT_ALLOWED = 8
+const STAT_REFUSED_MAX_CONNS_PER_IP = 9
+const STAT_REFUSED_RATE_PER_IP = 10
 /** Counter slots per pool (backends ever added to one service; 256 KiB of address space). */
 const COUNTER_SLOTS = 65_536
 
@@ -128,13 +156,7 @@ export function nativeLacks(service: ServiceConfig): string | undefined {
   if (!isBalanceName(service.balance)) return `balance ${service.balance} is a registered algorithm (only built-in ones export pick data)`
   if (service.acceptProxy.length > 0) return 'accept-proxy (PROXY parsing stays in TypeScript)'
   for (const l of service.listen) if (l.family === 0) return `listen address ${l.host} is a hostname`
-  // Admission beyond max-conns is lib/flow's (TypeScript) for now.
-  if (service.allow.length > 0 || service.deny.length > 0) return 'allow/deny CIDRs (admission stays on the node plane)'
-  if (service.maxConnsPerIp > 0) return 'max-conns-per-ip (admission stays on the node plane)'
-  if (service.ratePerIp > 0) return 'rate-per-ip (admission stays on the node plane)'
   if (service.backends.some((b) => b.maxConns > 0)) return 'a backend maxConns (queueing stays on the node plane)'
-  if (service.backends.some((b) => b.backup)) return 'backup servers (redispatch to backups stays on the node plane)'
-  if (service.logConnections !== 'all') return `log-connections ${service.logConnections} (the native plane logs every close)`
   return undefined
 }
 
@@ -298,6 +320,17 @@ function nativeConfig(config: ServiceConfig): NativeConfig {
   }
 }
 
+export function nativeAdmission(config: Pick<ServiceConfig, 'allow' | 'deny' | 'maxConnsPerIp' | 'ratePerIp'>): NativeAdmission {
+  return {
+    allow: new CidrList(config.allow).packed(),
+    deny: new CidrList(config.deny).packed(),
+    maxConnsPerIp: Math.min(0xffffffff, Math.max(0, Math.floor(config.maxConnsPerIp))),
+    ratePerSec: config.ratePerIp > 0 && Number.isFinite(config.ratePerIp) ? config.ratePerIp : 0,
+    burst: 0,
+    maxSources: 0,
+  }
+}
+
 export function nativePick(pick: PickData): NativePick {
   return { ...pick, algorithm: ALGORITHMS[pick.algorithm] }
 }
@@ -317,8 +350,9 @@ export class NativeTcpService {
   /** The pool's counter storage (its `active` is a prefix of it). */
   readonly #counters: Int32Array
   readonly #logger: Logger
-  readonly #logInfo: boolean
-  readonly #acceptErrors: RateLimitedLog
+  /** The same close, refusal and error lines as the node plane's, by the same rules (lib/flow/log). */
+  readonly #log: FlowLog
+  #admission: NativeAdmission
   readonly #bound: HostPort[] = []
   #idleWaiters: Array<() => void> = []
   #released = false
@@ -330,8 +364,8 @@ export class NativeTcpService {
     this.#engine = engine
     this.#addon = engine.addon
     this.#logger = logger.child({ service: config.name, proto: 'tcp' })
-    this.#logInfo = this.#logger.isLevelEnabled('info')
-    this.#acceptErrors = new RateLimitedLog(this.#logger)
+    this.#log = new FlowLog(this.#logger, config.logConnections)
+    this.#admission = nativeAdmission(config)
     const counters = engine.storageOf(pool.active)
     if (counters === undefined) throw new Error(`service ${config.name}: its pool does not count in the engine's memory`)
     this.#counters = counters
@@ -360,16 +394,30 @@ export class NativeTcpService {
     return { accepted, earlyResets: 0, rejectedMaxConns, noBackend, connectFailures, retries, closed, queued: 0, queueTimeouts: 0, backendFull: 0 }
   }
 
-  /** Admission refusals as /metrics reads them: the engine admits by max-conns only. */
+  /**
+   * Admission refusals as /metrics reads them, counted by the engine (enum l4_stat): every
+   * refusal, including those whose record a full ring dropped.
+   */
   get admission(): { readonly refused: RefusalCounts } {
     const refused = zeroCounts()
-    refused['max-conns'] = this.stats.rejectedMaxConns
+    if (this.#released) return { refused }
+    const stats = this.#addon.stats(this.#handle)
+    refused['max-conns'] = stats[STAT_REJECTED_MAX_CONNS] ?? 0
+    refused.denied = stats[STAT_REFUSED_DENIED] ?? 0
+    refused['not-allowed'] = stats[STAT_REFUSED_NOT_ALLOWED] ?? 0
+    refused['max-conns-per-ip'] = stats[STAT_REFUSED_MAX_CONNS_PER_IP] ?? 0
+    refused['rate-per-ip'] = stats[STAT_REFUSED_RATE_PER_IP] ?? 0
     return { refused }
   }
 
-  /** Reload: a new snapshot from the new config; established connections keep theirs. */
+  /**
+   * Reload: a new snapshot from the new config; established connections keep theirs. The engine
+   * keeps its admission tables when the admission settings are unchanged (as FlowContext does).
+   */
   update(config: ServiceConfig): void {
     this.#config = config
+    this.#admission = nativeAdmission(config)
+    this.#log.mode = config.logConnections
     this.#publish()
   }
 
@@ -378,18 +426,23 @@ export class NativeTcpService {
    * is logged and the previous one kept, never thrown into the prober or a reload.
    */
   #publish(): void {
-    const { entries, pick } = this.pool.exportPickData()
+    const { entries, pick, backup } = this.pool.exportPickData()
+    const backups = backup === undefined ? undefined : { entries: backup.entries, pick: nativePick(backup.pick) }
     try {
-      this.#addon.publish(this.#handle, this.#counters, nativeConfig(this.#config), nativePick(pick), entries)
+      this.#addon.publish(this.#handle, this.#counters, nativeConfig(this.#config), nativePick(pick), entries, backups, this.#admission)
     } catch (err) {
       this.#logger.error({ err: (err as Error).message, backends: entries.length }, 'native plane refused the new pick data: keeping the previous')
     }
   }
 
-  /** on-down shutdown: the engine ends the connections to the backend, as lib/tcp does. */
+  /**
+   * A backend left the usable set: by lib/flow/policy, as lib/tcp does, connections still
+   * connecting to it move to the next pick, and on-down shutdown ends the established ones.
+   */
   readonly #onBackendState = (change: StateChange): void => {
-    if (change.to !== 'down' || this.#config.onDown !== 'shutdown' || this.#released) return
-    this.#addon.shutdownSlot(this.#handle, this.#counters, change.backend.id, REASONS.indexOf('backend-down'))
+    if (this.#released || dispositionOf(change.to, this.#config, false, false) !== 'move') return
+    const cut = dispositionOf(change.to, this.#config, true, false) === 'cut'
+    this.#addon.shutdownSlot(this.#handle, this.#counters, change.backend.id, cut ? REASONS.indexOf('backend-down') : -1)
   }
 
   addresses(): HostPort[] {
@@ -479,7 +532,9 @@ export class NativeTcpService {
       const bytesIn = opened ? Number(view.getBigUint64(at + 96, true)) : 0
       const bytesOut = opened ? Number(view.getBigUint64(at + 104, true)) : 0
       if (backend !== undefined && opened) pool.connectionRecorded(backend, bytesIn, bytesOut)
-      if (this.#logInfo) this.#logger.info(
+      const reason = REASONS[view.getUint8(at + 1)] ?? 'client-error'
+      if (this.#log.wantsClose(reason)) this.#log.close(
+        reason,
         {
           id: latin1(bytes, at + 76, at + 92),
           client: formatHostPort(clientIp, clientPort),
@@ -489,7 +544,7 @@ export class NativeTcpService {
           bytesOut,
           durationMs: view.getUint32(at + 20, true),
           attempts: view.getUint8(at + 2),
-          reason: REASONS[view.getUint8(at + 1)] ?? 'client-error',
+          reason,
           proxyError: undefined,
         },
         'connection closed',
@@ -497,12 +552,13 @@ export class NativeTcpService {
     } else if (kind === REC_CONNECT_FAIL) {
       const code = errorName(view.getInt32(at + 16, true))
       if (backend === undefined) return
-      if (LOCAL_ERROR_CODES.has(code)) this.#acceptErrors.warn({ code, backend: backend.name }, 'cannot open a connection to a backend')
+      if (LOCAL_ERROR_CODES.has(code)) this.#log.warn({ code, backend: backend.name }, 'cannot open a connection to a backend')
       else pool.observeConnectFailure(backend, code)
-    } else if (kind === REC_MAX_CONNS) {
-      this.#logger.debug({ client: formatHostPort(clientIp, clientPort), reason: 'max-conns' }, 'connection refused')
+    } else if (kind === REC_MAX_CONNS || kind === REC_REFUSED) {
+      const reason = kind === REC_MAX_CONNS ? 'max-conns' : REFUSAL_REASONS[view.getUint8(at + 1)]
+      if (reason !== undefined) this.#log.refused(reason, { client: formatHostPort(clientIp, clientPort) })
     } else if (kind === REC_ACCEPT_ERROR) {
-      this.#acceptErrors.warn({ code: errorName(view.getInt32(at + 16, true)), active: this.activeConnections }, 'accept failed')
+      this.#log.warn({ code: errorName(view.getInt32(at + 16, true)), active: this.activeConnections }, 'accept failed')
     }
   }
 }

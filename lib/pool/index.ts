@@ -237,10 +237,7 @@ export class Pool {
     backend.bytesFromBackend += bytesFromBackend
   }
 
-  /**
-   * The usable backends and the picker's lookup data, for a data plane that picks by itself.
-   * (The backup redispatch after every primary failed stays with the node plane.)
-   */
+  /** The usable backends and the pickers' lookup data, for a data plane that picks by itself. */
   exportPickData(): PoolPickData {
     return this.#picks.exportPickData()
   }

@@ -12,6 +12,11 @@ export interface PoolPickData {
   /** Indexed like the picker's entries: the address dialed and the backend's counter slot. */
   readonly entries: ReadonlyArray<{ readonly address: string; readonly port: number; readonly slot: number }>
   readonly pick: PickData
+  /**
+   * The usable backups while primaries serve, with their own picker's data: where a connection
+   * that tried every primary goes (pick's redispatch). Absent when there are none.
+   */
+  readonly backup?: { readonly entries: PoolPickData['entries']; readonly pick: PickData }
 }
 
 export interface PickInputs {
@@ -79,10 +84,9 @@ export class PickSet {
   }
 
   exportPickData(): PoolPickData {
-    return {
-      entries: this.#pickable.map((b) => ({ address: b.address, port: b.port, slot: b.id })),
-      pick: this.#picker.exportPickData!(),
-    }
+    const data = { entries: entriesOf(this.#pickable), pick: this.#picker.exportPickData!() }
+    if (this.#backupPicker === null) return data
+    return { ...data, backup: { entries: entriesOf(this.#backups), pick: this.#backupPicker.exportPickData!() } }
   }
 }
 
@@ -106,6 +110,10 @@ function pickFrom(picker: Picker, pickable: readonly Backend[], hash: number, tr
     if (other >= 0) index = other
   }
   return pickable[index]
+}
+
+function entriesOf(backends: readonly Backend[]): PoolPickData['entries'] {
+  return backends.map((b) => ({ address: b.address, port: b.port, slot: b.id }))
 }
 
 function signatureOf(entries: readonly BalanceEntry[]): string {

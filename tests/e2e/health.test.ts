@@ -113,9 +113,12 @@ t.test('HTTP checks pick the Patroni primary: /primary 200 on the leader, 503 on
   const apiPorts = await Promise.all(api.map((s) => listen(s)))
   t.teardown(() => Promise.all(api.map((s) => closeServer(s))))
   const backendsArgs = ['-b', `${leader!.address},check-port=${apiPorts[0]}`, '-b', `${replica!.address},check-port=${apiPorts[1]}`]
-  const rw = await spawnL4lb(['-l', '127.0.0.1:0', ...backendsArgs, '--check', 'http', '--check-http-path', '/primary', ...FAST])
+  // This test is about which answer marks a backend down, not how fast: a 2 s check timeout, so
+  // a loaded box's slow reply is not the failure the replica is marked down for (it was, at load 13)
+  const patient = [...FAST, '--check-timeout', '2s']
+  const rw = await spawnL4lb(['-l', '127.0.0.1:0', ...backendsArgs, '--check', 'http', '--check-http-path', '/primary', ...patient])
   t.teardown(() => rw.stop())
-  const ro = await spawnL4lb(['-l', '127.0.0.1:0', ...backendsArgs, '--check', 'http', '--check-http-path', '/replica', ...FAST])
+  const ro = await spawnL4lb(['-l', '127.0.0.1:0', ...backendsArgs, '--check', 'http', '--check-http-path', '/replica', ...patient])
   t.teardown(() => ro.stop())
   for (let i = 0; i < 8; i++) t.equal(await whoAnswers(rw.ports[0]!, `127.4.0.${i + 1}`), 'leader', 'read-write entry → primary')
   for (let i = 0; i < 8; i++) t.equal(await whoAnswers(ro.ports[0]!, `127.4.0.${i + 1}`), 'replica', 'read-only entry → replica')

@@ -5,7 +5,8 @@
  */
 import t from 'tap'
 import { algorithms, keyHash, murmur3, type AlgorithmName, type BalanceEntry } from '../../lib/balance/index.js'
-import { nativeAddon, nativePick, loadAddon } from '../../lib/native/index.js'
+import { Admission, REFUSAL_REASONS } from '../../lib/flow/admit.js'
+import { nativeAddon, nativeAdmission, nativePick, loadAddon } from '../../lib/native/index.js'
 import { encodeV1, encodeV2, makeUniqueId, uniqueIdTlv } from '../../lib/proxy-protocol/index.js'
 import { clientKeyHashes, xorshift32 } from '../balance/fixtures.js'
 
@@ -54,6 +55,49 @@ t.test('no usable backend: the empty pick data of every algorithm is accepted an
     const data = algorithms[name].createPicker([], new Int32Array(4)).exportPickData!()
     const picks = addon.pickMany(nativePick(data), 0, hashes, new Int32Array(4))
     t.ok(picks.every((p) => p === -1), `${name}: -1 for every key`)
+  }
+})
+
+t.test('admission: the C admit stage refuses the same connections for the same reasons as lib/flow Admission', { skip }, async (t) => {
+  const addon = nativeAddon()!
+  const settings = [
+    { allow: ['127.0.0.0/8', '2001:db8::/32', '::ffff:10.1.0.0/112'], deny: ['127.7.0.0/16', '2001:db8:dead::/48', '127.0.0.9'], maxConnsPerIp: 2, ratePerIp: 3 },
+    { allow: [], deny: ['10.0.0.0/8', '::/0'], maxConnsPerIp: 0, ratePerIp: 0.5 },
+    { allow: ['0.0.0.0/0'], deny: [], maxConnsPerIp: 1, ratePerIp: 0 },
+    { allow: [], deny: [], maxConnsPerIp: 3, ratePerIp: 7 },
+  ]
+  // Sources as sockets report them: IPv4, IPv4-mapped IPv6 (a dual-stack listener), IPv6.
+  const sources = [
+    '127.0.0.1', '127.7.1.1', '127.0.0.9', '10.1.2.3', '10.200.0.1', '192.0.2.1', '::ffff:127.7.1.1', '::ffff:10.1.2.3',
+    '::ffff:127.0.0.1', '2001:db8::1', '2001:db8:dead::5', '2001:db9::1', '::1',
+  ]
+  for (const [n, s] of settings.entries()) {
+    let now = 1000
+    const ts = Admission.forTcp(s, { now: () => now })
+    const next = xorshift32(11 + n)
+    const open: string[] = []
+    const ops: Array<[boolean, string, number]> = []
+    const expected: number[] = []
+    for (let i = 0; i < 20_000; i++) {
+      now += (next() % 400) * 0.37
+      if (open.length > 0 && next() % 3 === 0) {
+        const ip = open.splice(next() % open.length, 1)[0]!
+        ts.release(ip)
+        ops.push([false, ip, now])
+        expected.push(-1)
+        continue
+      }
+      const ip = sources[next() % sources.length]!
+      const refused = ts.admit(ip)
+      if (refused === null) open.push(ip)
+      ops.push([true, ip, now])
+      expected.push(refused === null ? -1 : REFUSAL_REASONS.indexOf(refused))
+    }
+    const native = addon.admitSequence(nativeAdmission(s), ops)
+    let mismatches = 0
+    for (let i = 0; i < ops.length; i++) if (native[i] !== expected[i]) mismatches++
+    const kinds = new Set(expected)
+    t.equal(mismatches, 0, `settings ${n}: ${ops.length} admits and releases, no mismatch (outcomes ${[...kinds].sort().join(',')})`)
   }
 })
 

@@ -134,10 +134,18 @@ t.test('backups serve only when no primary is usable; a connection that tried ev
   t.equal(p.usingBackups, false)
   const primary = p.byName('10.0.0.1:80')!
   t.equal(p.pick(1, new Set([primary.id]))!.name, '10.0.0.9:80', 'redispatch: every primary tried, a backup is next')
+  // The native plane gets the same two sets: primaries, and the backups to redispatch to.
+  const backupId = p.byName('10.0.0.9:80')!.id
+  let exported = p.exportPickData()
+  t.same(exported.entries.map((e) => e.slot), [primary.id], 'pick data: the primaries')
+  t.same(exported.backup?.entries.map((e) => e.slot), [backupId], 'and the backups to redispatch to')
   p.setHealth(primary.id, false, '3 consecutive failed checks')
   t.equal(p.usingBackups, true)
   t.equal(p.usableCount, 1)
   t.equal(p.pick(1)!.name, '10.0.0.9:80')
+  exported = p.exportPickData()
+  t.same(exported.entries.map((e) => e.slot), [backupId], 'no primary usable: the backups are the pick data')
+  t.equal(exported.backup, undefined, 'and nothing is left to redispatch to')
   p.setHealth(primary.id, true, '2 consecutive passed checks')
   t.equal(p.pick(1)!.name, '10.0.0.1:80', 'the primary takes over again')
 })

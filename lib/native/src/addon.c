@@ -22,6 +22,10 @@ _Static_assert(offsetof(l4_record, client_ip) == 28, "record layout");
 _Static_assert(offsetof(l4_record, id) == 76, "record layout");
 _Static_assert(offsetof(l4_record, opened) == 92, "record layout");
 _Static_assert(offsetof(l4_record, bytes_in) == 96, "record layout");
+_Static_assert(sizeof(l4_cidr) == 9 * sizeof(uint32_t), "lib/native/index.ts packs a CIDR block as 9 words");
+_Static_assert(L4_STAT_REJECTED_MAX_CONNS == 1 && L4_STAT_REFUSED_DENIED == 7 && L4_STAT_REFUSED_NOT_ALLOWED == 8 &&
+                   L4_STAT_REFUSED_MAX_CONNS_PER_IP == 9 && L4_STAT_REFUSED_RATE_PER_IP == 10,
+               "lib/native/index.ts STAT_* indices");
 
 #define CALL(env, call)                                             \
   do {                                                              \
@@ -415,13 +419,60 @@ static int pick_of(napi_env env, napi_value object, l4_pick_data *pick, uint32_t
   return 1;
 }
 
+/* Reads [{ address, port, slot }] into a new array (free it); 0 when malformed or out of memory. */
+static int entries_of(napi_env env, napi_value array, l4_counters *counters, l4_entry **out, uint32_t *count) {
+  *out = NULL;
+  *count = 0;
+  uint32_t n = 0;
+  if (napi_get_array_length(env, array, &n) != napi_ok) return 0;
+  l4_entry *entries = calloc(n ? n : 1, sizeof *entries);
+  if (!entries) return 0;
+  for (uint32_t i = 0; i < n; i++) {
+    napi_value item, host;
+    uint32_t port = 0, slot = 0;
+    if (napi_get_element(env, array, i, &item) != napi_ok || napi_get_named_property(env, item, "address", &host) != napi_ok ||
+        !get_u32(env, item, "port", &port) || !get_u32(env, item, "slot", &slot) ||
+        !sockaddr_of(env, host, port, &entries[i].addr, &entries[i].addr_length) || slot >= l4_counters_length(counters)) {
+      free(entries);
+      return 0;
+    }
+    entries[i].slot = (int32_t)slot;
+  }
+  *out = entries;
+  *count = n;
+  return 1;
+}
+
+static int get_double(napi_env env, napi_value object, const char *key, double *out) {
+  napi_value v;
+  napi_valuetype type;
+  if (napi_get_named_property(env, object, key, &v) != napi_ok || napi_typeof(env, v, &type) != napi_ok || type != napi_number) return 0;
+  return napi_get_value_double(env, v, out) == napi_ok;
+}
+
+/* { allow, deny: Uint32Array of 9-word blocks, maxConnsPerIp, ratePerSec, burst, maxSources }; views into JS memory. */
+static int admission_of(napi_env env, napi_value object, l4_admit_config *out) {
+  memset(out, 0, sizeof *out);
+  void *p;
+  size_t n;
+  if (!typed_prop(env, object, "allow", napi_uint32_array, &p, &n) || n % 9 != 0) return 0;
+  out->allow = p;
+  out->allow_count = (uint32_t)(n / 9);
+  if (!typed_prop(env, object, "deny", napi_uint32_array, &p, &n) || n % 9 != 0) return 0;
+  out->deny = p;
+  out->deny_count = (uint32_t)(n / 9);
+  return get_u32(env, object, "maxConnsPerIp", &out->max_conns_per_ip) && get_double(env, object, "ratePerSec", &out->rate_per_sec) &&
+         get_double(env, object, "burst", &out->burst) && get_u32(env, object, "maxSources", &out->max_sources) &&
+         out->rate_per_sec >= 0;
+}
+
 /*
- * publish(service, counters, config, pick, entries: [{ address, port, slot }]). Throws on a
- * malformed snapshot rather than publishing it.
+ * publish(service, counters, config, pick, entries: [{ address, port, slot }], backups?: { pick,
+ * entries }, admission?). Throws on a malformed snapshot rather than publishing it.
  */
 static napi_value service_publish(napi_env env, napi_callback_info info) {
-  napi_value argv[5];
-  if (!args_of(env, info, 5, argv)) return NULL;
+  napi_value argv[7];
+  if (!args_of(env, info, 7, argv)) return NULL;
   l4_service *svc = service_arg(env, argv[0]);
   if (!svc) return NULL;
   l4_counters *counters = counters_arg(env, argv[1]);
@@ -437,28 +488,42 @@ static napi_value service_publish(napi_env env, napi_callback_info info) {
   config.hash_port = (int)hash_port;
   config.proxy_version = (int)proxy_version;
   config.proxy_crc32c = (int)crc;
+  l4_entry *entries = NULL, *backup_entries = NULL;
   uint32_t count = 0;
-  CALL(env, napi_get_array_length(env, argv[4], &count));
-  l4_entry *entries = calloc(count ? count : 1, sizeof *entries);
-  if (!entries) THROW(env, "ERR_NATIVE", "out of memory");
-  for (uint32_t i = 0; i < count; i++) {
-    napi_value item, host;
-    uint32_t port = 0, slot = 0;
-    if (napi_get_element(env, argv[4], i, &item) != napi_ok || napi_get_named_property(env, item, "address", &host) != napi_ok ||
-        !get_u32(env, item, "port", &port) || !get_u32(env, item, "slot", &slot) ||
-        !sockaddr_of(env, host, port, &entries[i].addr, &entries[i].addr_length) || slot >= l4_counters_length(counters)) {
-      free(entries);
-      THROW(env, "ERR_NATIVE", "publish: bad backend entry");
-    }
-    entries[i].slot = (int32_t)slot;
-  }
+  if (!entries_of(env, argv[4], counters, &entries, &count)) THROW(env, "ERR_NATIVE", "publish: bad backend entry");
   l4_pick_data pick;
   if (!pick_of(env, argv[3], &pick, count)) {
     free(entries);
     THROW(env, "ERR_NATIVE", "publish: bad pick data");
   }
-  int err = l4_service_publish(svc, counters, &config, &pick, entries, count);
+  l4_backups backups;
+  memset(&backups, 0, sizeof backups);
+  napi_valuetype type;
+  napi_typeof(env, argv[5], &type);
+  if (type == napi_object) {
+    napi_value backup_pick, backup_list;
+    if (napi_get_named_property(env, argv[5], "entries", &backup_list) != napi_ok ||
+        !entries_of(env, backup_list, counters, &backup_entries, &backups.entry_count) ||
+        napi_get_named_property(env, argv[5], "pick", &backup_pick) != napi_ok ||
+        !pick_of(env, backup_pick, &backups.pick, backups.entry_count)) {
+      free(entries);
+      free(backup_entries);
+      THROW(env, "ERR_NATIVE", "publish: bad backups");
+    }
+    backups.entries = backup_entries;
+  }
+  l4_admit_config admit;
+  napi_typeof(env, argv[6], &type);
+  int has_admit = type == napi_object;
+  if (has_admit && !admission_of(env, argv[6], &admit)) {
+    free(entries);
+    free(backup_entries);
+    THROW(env, "ERR_NATIVE", "publish: bad admission");
+  }
+  int err = l4_service_publish(svc, counters, &config, &pick, entries, count, backups.entry_count ? &backups : NULL,
+                               has_admit ? &admit : NULL);
   free(entries);
+  free(backup_entries);
   if (err) THROW(env, "ERR_NATIVE", "publish failed");
   return NULL;
 }
@@ -489,9 +554,11 @@ static napi_value service_shutdown_slot(napi_env env, napi_callback_info info) {
   if (!svc) return NULL;
   l4_counters *counters = counters_arg(env, argv[1]);
   if (!counters) return NULL;
-  uint32_t slot = 0, reason = L4_BACKEND_DOWN;
+  uint32_t slot = 0;
+  int32_t reason = L4_BACKEND_DOWN;
   CALL(env, napi_get_value_uint32(env, argv[2], &slot));
-  CALL(env, napi_get_value_uint32(env, argv[3], &reason));
+  CALL(env, napi_get_value_int32(env, argv[3], &reason));
+  if (reason >= L4_REASON_COUNT) reason = L4_BACKEND_DOWN;
   l4_service_shutdown_slot(svc, counters, (int32_t)slot, (int)reason);
   return NULL;
 }
@@ -535,6 +602,56 @@ static napi_value service_release(napi_env env, napi_callback_info info) {
 }
 
 /* ---- golden-test helpers ----------------------------------------------------------------- */
+
+/*
+ * admitSequence(admission, ops: [admit: boolean, ip: string, nowMs: number][]) → Int32Array: runs
+ * the ops through a fresh l4_admit (admit = lists, then per source; else release) and returns
+ * each admit's enum l4_refusal (-1 admitted; -1 for releases). For the golden test against
+ * lib/flow Admission.
+ */
+static napi_value admit_sequence(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  if (!args_of(env, info, 2, argv)) return NULL;
+  l4_admit_config config;
+  if (!admission_of(env, argv[0], &config)) THROW(env, "ERR_NATIVE", "admitSequence: bad admission");
+  uint32_t count = 0;
+  CALL(env, napi_get_array_length(env, argv[1], &count));
+  l4_admit *admit = l4_admit_new(&config);
+  if (!admit) THROW(env, "ERR_NATIVE", "admitSequence: out of memory");
+  napi_value buffer, out;
+  void *data = NULL;
+  if (napi_create_arraybuffer(env, (size_t)count * sizeof(int32_t), &data, &buffer) != napi_ok) {
+    l4_admit_unref(admit);
+    THROW(env, "ERR_NATIVE", "admitSequence: out of memory");
+  }
+  int32_t *results = data;
+  for (uint32_t i = 0; i < count; i++) {
+    napi_value op, kind, ip, when;
+    bool is_admit = false;
+    double now_ms = 0;
+    struct sockaddr_storage ss;
+    socklen_t length;
+    if (napi_get_element(env, argv[1], i, &op) != napi_ok || napi_get_element(env, op, 0, &kind) != napi_ok ||
+        napi_get_element(env, op, 1, &ip) != napi_ok || napi_get_element(env, op, 2, &when) != napi_ok ||
+        napi_get_value_bool(env, kind, &is_admit) != napi_ok || napi_get_value_double(env, when, &now_ms) != napi_ok ||
+        !sockaddr_of(env, ip, 0, &ss, &length)) {
+      l4_admit_unref(admit);
+      THROW(env, "ERR_NATIVE", "admitSequence: bad op");
+    }
+    l4_source source;
+    l4_source_from_sockaddr(&source, (struct sockaddr *)&ss);
+    results[i] = L4_ADMITTED;
+    if (!is_admit) {
+      l4_admit_release(admit, &source);
+      continue;
+    }
+    results[i] = l4_admit_acl(admit, &source);
+    if (results[i] == L4_ADMITTED) results[i] = l4_admit_take(admit, &source, now_ms);
+  }
+  l4_admit_unref(admit);
+  CALL(env, napi_create_typedarray(env, napi_int32_array, count, buffer, 0, &out));
+  return out;
+}
 
 /* pickMany(pick, entryCount, hashes: Uint32Array, active: Int32Array) → Int32Array */
 static napi_value pick_many(napi_env env, napi_callback_info info) {
@@ -635,6 +752,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"stats", service_stats},            {"releaseService", service_release},
       {"pickMany", pick_many},             {"murmur3", murmur3},
       {"proxyHeader", proxy_header},       {"trimMemory", trim_memory},
+      {"admitSequence", admit_sequence},
   };
   for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
     napi_value fn;

@@ -63,8 +63,13 @@ struct l4_snapshot {
   l4_service_config config;
   l4_pick_data pick;
   l4_pick_state state;
-  l4_entry *entries;
+  l4_entry *entries; /* entry_count primaries, then backup_count backups */
   uint32_t entry_count;
+  /* redispatch targets once every primary was tried (entries[entry_count + i]); 0 = none */
+  l4_pick_data backup_pick;
+  l4_pick_state backup_state;
+  uint32_t backup_count;
+  l4_admit *admit; /* NULL: nothing but max-conns to check */
   uint64_t retire_epoch;
   struct l4_snapshot *next_retired;
 };
@@ -112,6 +117,7 @@ struct conn {
   uint8_t attempt; /* tags the backend fd's epoll events: events of a failed attempt are ignored */
   uint8_t attempts;
   uint8_t counted;
+  uint8_t admitted; /* holds a per-source count in snapshot->admit: released at close */
   uint8_t eof[2];  /* [0] client sent FIN, [1] backend sent FIN */
   uint8_t shut[2]; /* [0] backend write shut, [1] client write shut */
   int8_t reason;   /* -1 until the first cause is known */
@@ -124,6 +130,7 @@ struct conn {
   uint32_t hash;
   uint16_t client_port;
   uint8_t family;
+  l4_source source;
   char client_ip[48];
   char id[L4_UNIQUE_ID_LENGTH];
   struct conn *next_retired;
@@ -293,14 +300,20 @@ void l4_counters_release(l4_counters *c) {
   if (__atomic_sub_fetch(&c->refs, JS_REF, __ATOMIC_ACQ_REL) == 0) counters_free(c);
 }
 
+static void pick_free(l4_pick_data *p) {
+  free((void *)p->table);
+  free((void *)p->points);
+  free((void *)p->order);
+  free((void *)p->weights);
+  free((void *)p->ends);
+  free((void *)p->rank_slots);
+}
+
 static void snapshot_free(l4_snapshot *s) {
-  free((void *)s->pick.table);
-  free((void *)s->pick.points);
-  free((void *)s->pick.order);
-  free((void *)s->pick.weights);
-  free((void *)s->pick.ends);
-  free((void *)s->pick.rank_slots);
+  pick_free(&s->pick);
+  pick_free(&s->backup_pick);
   free(s->entries);
+  if (s->admit) l4_admit_unref(s->admit);
   if (s->counters) counters_unref(s->counters);
   free(s);
 }
@@ -356,26 +369,50 @@ void l4_engine_reclaim(l4_engine *e) {
   }
 }
 
+static void pick_copy(l4_pick_data *to, const l4_pick_data *from, uint32_t entry_count, int *failed) {
+  *to = *from;
+  to->entry_count = entry_count;
+  to->table = copy_array(from->table, from->table_length, sizeof(int32_t), failed);
+  to->points = copy_array(from->points, from->table_length, sizeof(uint32_t), failed);
+  to->order = copy_array(from->order, entry_count, sizeof(int32_t), failed);
+  to->weights = copy_array(from->weights, entry_count, sizeof(int32_t), failed);
+  to->ends = copy_array(from->ends, entry_count, sizeof(int32_t), failed);
+  to->rank_slots = copy_array(from->rank_slots, entry_count, sizeof(int32_t), failed);
+}
+
 int l4_service_publish(l4_service *svc, l4_counters *counters, const l4_service_config *config,
-                       const l4_pick_data *pick, const l4_entry *entries, uint32_t entry_count) {
+                       const l4_pick_data *pick, const l4_entry *entries, uint32_t entry_count,
+                       const l4_backups *backups, const l4_admit_config *admit) {
   l4_snapshot *s = calloc(1, sizeof *s);
   if (!s) return ENOMEM;
   int failed = 0;
+  uint32_t backup_count = backups ? backups->entry_count : 0;
   s->refs = 1;
   s->config = *config;
-  s->pick = *pick;
-  s->pick.entry_count = entry_count;
-  s->pick.table = copy_array(pick->table, pick->table_length, sizeof(int32_t), &failed);
-  s->pick.points = copy_array(pick->points, pick->table_length, sizeof(uint32_t), &failed);
-  s->pick.order = copy_array(pick->order, entry_count, sizeof(int32_t), &failed);
-  s->pick.weights = copy_array(pick->weights, entry_count, sizeof(int32_t), &failed);
-  s->pick.ends = copy_array(pick->ends, entry_count, sizeof(int32_t), &failed);
-  s->pick.rank_slots = copy_array(pick->rank_slots, entry_count, sizeof(int32_t), &failed);
-  s->entries = copy_array(entries, entry_count, sizeof(l4_entry), &failed);
+  pick_copy(&s->pick, pick, entry_count, &failed);
+  if (backup_count > 0) pick_copy(&s->backup_pick, &backups->pick, backup_count, &failed);
+  s->entries = malloc(((size_t)entry_count + backup_count + 1) * sizeof(l4_entry));
+  if (!s->entries) failed = 1;
+  else {
+    if (entry_count) memcpy(s->entries, entries, entry_count * sizeof(l4_entry));
+    if (backup_count) memcpy(s->entries + entry_count, backups->entries, backup_count * sizeof(l4_entry));
+  }
   s->entry_count = entry_count;
+  s->backup_count = backup_count;
   s->state.prng = L4_PRNG_SEED;
-  for (uint32_t i = 0; i < entry_count && !failed; i++) {
-    if (entries[i].slot < 0 || (uint32_t)entries[i].slot >= counters->n) failed = 2;
+  s->backup_state.prng = L4_PRNG_SEED;
+  for (uint32_t i = 0; i < entry_count + backup_count && !failed; i++) {
+    if (s->entries[i].slot < 0 || (uint32_t)s->entries[i].slot >= counters->n) failed = 2;
+  }
+  if (!failed && admit && l4_admit_config_active(admit)) {
+    /* the tables live as long as the settings: read the current snapshot (only this thread writes it) */
+    l4_snapshot *current = __atomic_load_n(&svc->snapshot, __ATOMIC_ACQUIRE);
+    if (current && current->admit && l4_admit_same(current->admit, admit)) {
+      l4_admit_ref(current->admit);
+      s->admit = current->admit;
+    } else if ((s->admit = l4_admit_new(admit)) == NULL) {
+      failed = 1;
+    }
   }
   if (failed) {
     snapshot_free(s);
@@ -498,6 +535,7 @@ static void conn_finish(struct conn *c, int reason) {
   buffer_give(t, &c->buf[0]);
   buffer_give(t, &c->buf[1]);
   c->state = CLOSED;
+  if (c->admitted) l4_admit_release(c->snapshot->admit, &c->source);
   if (c->counted) __atomic_sub_fetch(&c->snapshot->counters->active[c->snapshot->entries[c->entry].slot], 1, __ATOMIC_RELAXED);
   __atomic_add_fetch(&c->service->stats[L4_STAT_CLOSED], 1, __ATOMIC_RELAXED);
   __atomic_sub_fetch(&c->service->active, 1, __ATOMIC_RELEASE);
@@ -566,38 +604,74 @@ static void conn_attempt_failed(struct conn *c, int err) {
   conn_finish(c, L4_CONNECT_FAILED);
 }
 
-static int32_t conn_pick(struct conn *c) {
+/*
+ * Its backend left the usable set while this connection was still connecting (nothing was
+ * forwarded yet): give up that attempt and try the next pick, as lib/tcp Connection.redirect.
+ * It counts as an attempt, not as the backend's failure: the prober already decided.
+ */
+static void conn_redirect(struct conn *c) {
+  if (c->bfd >= 0) close(c->bfd);
+  c->bfd = -1;
+  timer_cancel(c);
+  if (c->attempts <= c->snapshot->config.retries && c->tried_count < MAX_TRIED) {
+    c->tried[c->tried_count++] = c->entry;
+    conn_connect_next(c);
+    return;
+  }
+  conn_finish(c, L4_CONNECT_FAILED);
+}
+
+/*
+ * One pick over entries[offset, offset + n) with `pick` (whose indices are 0..n-1), leaving out
+ * the entries this connection tried already and steering around recent refusals. Returns an
+ * index into the snapshot's entries, or -1.
+ */
+static int32_t pick_among(struct conn *c, const l4_pick_data *pick, l4_pick_state *state, uint32_t offset, uint32_t n) {
   l4_snapshot *s = c->snapshot;
   struct thread *t = c->thread;
-  uint32_t n = s->entry_count;
   uint8_t stack_mask[256];
   uint8_t *mask = n <= sizeof stack_mask ? stack_mask : calloc(n, 1);
   if (!mask) return -1;
   memset(mask, 0, n <= sizeof stack_mask ? n : 0);
   l4_exclude ex = {mask, 0};
   for (uint32_t i = 0; i < c->tried_count; i++) {
-    if (!mask[c->tried[i]]) ex.count++;
-    mask[c->tried[i]] = 1;
+    int32_t tried = c->tried[i] - (int32_t)offset;
+    if (tried < 0 || (uint32_t)tried >= n) continue;
+    if (!mask[tried]) ex.count++;
+    mask[tried] = 1;
   }
-  l4_pick_state *state = s->pick.algorithm == L4_ALG_RANDOM_TWO ? &t->p2c : &s->state;
-  int32_t entry = l4_pick(&s->pick, state, c->hash, ex.count ? &ex : NULL, s->counters->active);
+  int32_t entry = l4_pick(pick, state, c->hash, ex.count ? &ex : NULL, s->counters->active);
   if (entry >= 0) {
     /* Steer around a backend that refused a moment ago, but never refuse a client for it. */
+    const l4_entry *entries = s->entries + offset;
     int64_t now = (int64_t)t->now_ms;
-    int64_t until = __atomic_load_n(&s->counters->avoid_until_ms[s->entries[entry].slot], __ATOMIC_RELAXED);
+    int64_t until = __atomic_load_n(&s->counters->avoid_until_ms[entries[entry].slot], __ATOMIC_RELAXED);
     if (until != 0 && until > now) {
       for (uint32_t i = 0; i < n; i++) {
-        if (!mask[i] && __atomic_load_n(&s->counters->avoid_until_ms[s->entries[i].slot], __ATOMIC_RELAXED) > now) {
+        if (!mask[i] && __atomic_load_n(&s->counters->avoid_until_ms[entries[i].slot], __ATOMIC_RELAXED) > now) {
           mask[i] = 1;
           ex.count++;
         }
       }
-      int32_t other = l4_pick(&s->pick, state, c->hash, &ex, s->counters->active);
+      int32_t other = l4_pick(pick, state, c->hash, &ex, s->counters->active);
       if (other >= 0) entry = other;
     }
   }
   if (mask != stack_mask) free(mask);
-  return entry;
+  return entry < 0 ? -1 : entry + (int32_t)offset;
+}
+
+/*
+ * Pool.pick(hash, tried): a primary not tried yet; once this connection has tried every usable
+ * primary, a usable backup (HAProxy's redispatch reaching the backup servers, issue 12 item 1).
+ */
+static int32_t conn_pick(struct conn *c) {
+  l4_snapshot *s = c->snapshot;
+  struct thread *t = c->thread;
+  int p2c = s->pick.algorithm == L4_ALG_RANDOM_TWO;
+  int32_t entry = pick_among(c, &s->pick, p2c ? &t->p2c : &s->state, 0, s->entry_count);
+  if (entry >= 0 || c->tried_count == 0 || s->backup_count == 0) return entry;
+  return pick_among(c, &s->backup_pick, p2c ? &t->p2c : &s->backup_state, s->entry_count, s->backup_count);
 }
 
 static void conn_connect_next(struct conn *c) {
@@ -762,32 +836,63 @@ static void canonical_ip(struct conn *c, const struct sockaddr_storage *ss) {
   c->family = 6;
 }
 
+/* Refused at admission: closed at once, counted, and a record for the rate-limited log line. */
+static void refuse(struct thread *t, int fd, const struct sockaddr_storage *ss, l4_service *svc, int refusal) {
+  static const int stat_of[L4_REFUSAL_COUNT] = {
+      [L4_REFUSE_DENIED] = L4_STAT_REFUSED_DENIED,
+      [L4_REFUSE_NOT_ALLOWED] = L4_STAT_REFUSED_NOT_ALLOWED,
+      [L4_REFUSE_MAX_CONNS] = L4_STAT_REJECTED_MAX_CONNS,
+      [L4_REFUSE_MAX_CONNS_PER_IP] = L4_STAT_REFUSED_MAX_CONNS_PER_IP,
+      [L4_REFUSE_RATE_PER_IP] = L4_STAT_REFUSED_RATE_PER_IP,
+  };
+  __atomic_add_fetch(&svc->stats[stat_of[refusal]], 1, __ATOMIC_RELAXED);
+  struct conn tmp;
+  memset(&tmp, 0, sizeof tmp);
+  canonical_ip(&tmp, ss);
+  close(fd);
+  l4_record *r = new_record(t);
+  r->kind = refusal == L4_REFUSE_MAX_CONNS ? L4_REC_MAX_CONNS : L4_REC_REFUSED;
+  r->reason = (uint8_t)refusal;
+  r->service_id = svc->id;
+  r->slot = -1;
+  r->family = tmp.family;
+  r->client_port = tmp.client_port;
+  memcpy(r->client_ip, tmp.client_ip, sizeof r->client_ip);
+}
+
 static void on_accept(struct thread *t, int fd, struct sockaddr_storage *ss, struct listener *l) {
   l4_service *svc = l->service;
   __atomic_add_fetch(&svc->stats[L4_STAT_ACCEPTED], 1, __ATOMIC_RELAXED);
   l4_snapshot *s = __atomic_load_n(&svc->snapshot, __ATOMIC_SEQ_CST);
+  /* admit, in lib/flow/admit.ts's order: the lists (no state), max-conns, then per source */
+  l4_source source;
+  l4_source_from_sockaddr(&source, (const struct sockaddr *)ss);
+  int refusal = s && s->admit ? l4_admit_acl(s->admit, &source) : L4_ADMITTED;
+  if (refusal != L4_ADMITTED) {
+    refuse(t, fd, ss, svc, refusal);
+    return;
+  }
   uint32_t active = __atomic_add_fetch(&svc->active, 1, __ATOMIC_ACQUIRE);
   if (s == NULL || (s->config.max_conns > 0 && active > s->config.max_conns)) {
     __atomic_sub_fetch(&svc->active, 1, __ATOMIC_RELEASE);
-    __atomic_add_fetch(&svc->stats[L4_STAT_REJECTED_MAX_CONNS], 1, __ATOMIC_RELAXED);
-    struct conn tmp;
-    memset(&tmp, 0, sizeof tmp);
-    canonical_ip(&tmp, ss);
-    close(fd);
-    l4_record *r = new_record(t);
-    r->kind = L4_REC_MAX_CONNS;
-    r->service_id = svc->id;
-    r->slot = -1;
-    r->client_port = tmp.client_port;
-    memcpy(r->client_ip, tmp.client_ip, sizeof r->client_ip);
+    refuse(t, fd, ss, svc, L4_REFUSE_MAX_CONNS);
+    return;
+  }
+  refusal = s->admit ? l4_admit_take(s->admit, &source, (double)t->now_ms) : L4_ADMITTED;
+  if (refusal != L4_ADMITTED) {
+    __atomic_sub_fetch(&svc->active, 1, __ATOMIC_RELEASE);
+    refuse(t, fd, ss, svc, refusal);
     return;
   }
   struct conn *c = calloc(1, sizeof *c);
   if (!c) {
     __atomic_sub_fetch(&svc->active, 1, __ATOMIC_RELEASE);
+    if (s->admit) l4_admit_release(s->admit, &source);
     close(fd);
     return;
   }
+  c->source = source;
+  c->admitted = s->admit != NULL;
   __atomic_add_fetch(&s->refs, 1, __ATOMIC_ACQUIRE);
   __atomic_add_fetch(&svc->refs, 1, __ATOMIC_ACQUIRE);
   c->thread = t;
@@ -985,7 +1090,8 @@ static void run_commands(struct thread *t) {
         int match = c->service == cmd->service;
         if (match && cmd->kind == CMD_SHUTDOWN_SLOT)
           match = c->entry >= 0 && c->snapshot->counters == cmd->counters && c->snapshot->entries[c->entry].slot == cmd->slot;
-        if (match) conn_finish(c, cmd->reason);
+        if (match && cmd->kind == CMD_SHUTDOWN_SLOT && c->state == CONNECTING) conn_redirect(c);
+        else if (match && cmd->reason >= 0) conn_finish(c, cmd->reason);
         c = next;
       }
       if (cmd->counters) counters_unref(cmd->counters);

@@ -17,6 +17,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "admit.h"
 #include "pick.h"
 
 typedef struct l4_engine l4_engine;
@@ -46,6 +47,7 @@ enum l4_record_kind {
   L4_REC_MAX_CONNS = 2,    /* refused by max-conns */
   L4_REC_ACCEPT_ERROR = 3, /* accept4 failed (EMFILE...) */
   L4_REC_GEN_DONE = 4,     /* no snapshot or connection refers to counters `gen` any more */
+  L4_REC_REFUSED = 5,      /* refused at admission: `reason` is an enum l4_refusal (not max-conns) */
 };
 
 /* Our own connect timeout, told apart from a kernel ETIMEDOUT. */
@@ -94,6 +96,11 @@ enum l4_stat {
   L4_STAT_RETRIES,
   L4_STAT_CLOSED,
   L4_STAT_RECORDS_DROPPED,
+  /* refusals at admission other than max-conns (REJECTED_MAX_CONNS above) */
+  L4_STAT_REFUSED_DENIED,
+  L4_STAT_REFUSED_NOT_ALLOWED,
+  L4_STAT_REFUSED_MAX_CONNS_PER_IP,
+  L4_STAT_REFUSED_RATE_PER_IP,
   L4_STAT_COUNT
 };
 
@@ -118,15 +125,34 @@ l4_service *l4_service_new(l4_engine *engine, uint32_t id);
 int l4_service_listen(l4_service *service, const struct sockaddr *address, socklen_t length, int backlog,
                       struct sockaddr_storage *bound);
 /*
- * Publishes a new snapshot (copied): entries, pick data, config, counters. From now on new
- * connections use it; established ones keep theirs. Returns 0 or ENOMEM/EINVAL.
+ * The usable backups while primaries serve (lib/pool #backups): a connection that has tried
+ * every primary it may use is redispatched to one of them (HAProxy `option redispatch`).
+ * When no primary is usable the backups are the primaries of the snapshot instead.
+ */
+typedef struct l4_backups {
+  l4_pick_data pick;
+  const l4_entry *entries;
+  uint32_t entry_count;
+} l4_backups;
+
+/*
+ * Publishes a new snapshot (copied): entries, pick data, config, counters, backups (NULL =
+ * none) and admission (NULL = none). From now on new connections use it; established ones
+ * keep theirs. Admission with the same settings as the current snapshot's keeps its tables
+ * (open counts, rate buckets), as the node plane keeps its Admission across such a reload.
+ * Returns 0 or ENOMEM/EINVAL.
  */
 int l4_service_publish(l4_service *service, l4_counters *counters, const l4_service_config *config,
-                       const l4_pick_data *pick, const l4_entry *entries, uint32_t entry_count);
+                       const l4_pick_data *pick, const l4_entry *entries, uint32_t entry_count,
+                       const l4_backups *backups, const l4_admit_config *admit);
 /* Closes the service's listeners on every thread; returns when they are closed. */
 void l4_service_stop_accepting(l4_service *service);
 void l4_service_close_all(l4_service *service, int reason);
-/* Ends the connections going to `slot` of `counters` (on-down shutdown). */
+/*
+ * The backend of `slot` of `counters` left the usable set: connections still connecting to it
+ * move to the next pick (lib/flow/policy 'move'); established ones are ended with `reason`
+ * when it is ≥ 0 (on-down shutdown), and stay when it is -1.
+ */
 void l4_service_shutdown_slot(l4_service *service, l4_counters *counters, int32_t slot, int reason);
 uint32_t l4_service_active(l4_service *service);
 void l4_service_stats(l4_service *service, uint64_t out[L4_STAT_COUNT]);
