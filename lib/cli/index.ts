@@ -277,8 +277,10 @@ export function installSignals(runtime: Runtime, flush: (timeoutMs?: number) => 
     }
     stopping = true
     void sdNotify('STOPPING=1')
-    runtime.logger.info({ signal, active: runtime.activeConnections, drainTimeoutMs }, 'stopping: draining connections')
-    runtime.stop(drainTimeoutMs).then(
+    // Logged once the listeners are closed, so the line means "no new connection gets in"
+    // (the native plane closes its threads' listeners asynchronously).
+    const draining = (): void => runtime.logger.info({ signal, active: runtime.activeConnections, drainTimeoutMs }, 'stopping: draining connections')
+    runtime.stop(drainTimeoutMs, draining).then(
       async () => {
         await beforeExit?.()
         runtime.logger.info('stopped')

@@ -192,9 +192,9 @@ export const TOP = [
   row('log', section(LOG), { flag: null, default: defaultsOf(LOG), help: 'logging' }),
   row('resolvers', list(resolver), { flag: '--resolver', repeatable: true, default: [], help: 'DNS server for backend names, repeatable (default: the system resolver)' }),
   row('dataPlane', oneOf(['auto', 'native', 'node']), {
-    // node by default this round: the native plane still loses to fd exhaustion and shows bytes
-    // only at close (issue 14); auto and native are the operator's choice until those are fixed.
-    default: 'node', help: 'TCP data plane: node = node:net; native = C engine threads (where the addon is built); auto = native where a service can use it',
+    // auto: a TCP service runs on the native plane where the addon is built and the service
+    // uses nothing it lacks (lib/native nativeLacks), on node otherwise, and says why (issue 14).
+    default: 'auto', help: 'TCP data plane: node = node:net; native = C engine threads (where the addon is built); auto = native where a service can use it',
   }),
   row('threads', integer(0, 256), { default: 0, help: 'native plane engine threads, 0 = one per CPU' }),
 ] as const

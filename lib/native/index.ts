@@ -216,9 +216,11 @@ export class NativeEngine {
   readonly #services = new Map<number, NativeTcpService>()
   /** Counter storage by its memory, so a pool's `active` prefix leads back to it. */
   readonly #storage = new WeakMap<ArrayBufferLike, Int32Array>()
+  /** Per counter storage: live bytes per slot, and what close records have handed to the pool. */
+  readonly #bytes = new WeakMap<ArrayBufferLike, SlotBytes>()
   readonly #buffer = new ArrayBuffer(RECORD_BYTES * BATCH_RECORDS)
   readonly #view = new DataView(this.#buffer)
-  readonly #bytes = new Uint8Array(this.#buffer)
+  readonly #recordBytes = new Uint8Array(this.#buffer)
   #nextService = 1
   #nextGen = 1
   #listening = 0
@@ -241,7 +243,15 @@ export class NativeEngine {
   createCounters(slots = COUNTER_SLOTS): Int32Array {
     const storage = this.#addon.createCounters(this.#handle, slots, this.#nextGen++)
     this.#storage.set(storage.buffer, storage)
+    // l4_counters_bytes_offset: the int32 counts rounded up to 8 bytes
+    const offset = Math.ceil((Math.max(slots, 1) * 4) / 8) * 8
+    this.#bytes.set(storage.buffer, { live: new BigUint64Array(storage.buffer, offset, slots * 2), closed: new Map() })
     return storage
+  }
+
+  /** The live byte counters of a counter storage (see createCounters). */
+  bytesOf(storage: Int32Array): SlotBytes | undefined {
+    return this.#bytes.get(storage.buffer)
   }
 
   /** The counter storage `active` (a prefix view of it) lives in, if it is the engine's. */
@@ -276,7 +286,7 @@ export class NativeEngine {
         const at = i * RECORD_BYTES
         const kind = view.getUint8(at)
         if (kind === REC_GEN_DONE) continue
-        this.#services.get(view.getUint32(at + 4, true))?.onRecord(kind, view, this.#bytes, at)
+        this.#services.get(view.getUint32(at + 4, true))?.onRecord(kind, view, this.#recordBytes, at)
       }
       if (n < BATCH_RECORDS) break
     }
@@ -300,6 +310,17 @@ export function nativeEngine(threads: number): NativeEngine {
 }
 
 // ---- one service on the native plane --------------------------------------------------------
+
+/**
+ * Bytes per counter slot. `live` ([2 * slot] from clients, [2 * slot + 1] from the backend) is
+ * what the engine's threads have read for opened connections, counted per chunk; `closed` is the
+ * part close records have already added to the pool's totals. The difference is what open
+ * connections have moved so far, so pool totals + open bytes equal `live` at every scrape.
+ */
+interface SlotBytes {
+  readonly live: BigUint64Array
+  readonly closed: Map<number, [number, number]>
+}
 
 function latin1(bytes: Uint8Array, from: number, to: number): string {
   let end = from
@@ -349,6 +370,7 @@ export class NativeTcpService {
   readonly #id: number
   /** The pool's counter storage (its `active` is a prefix of it). */
   readonly #counters: Int32Array
+  readonly #slotBytes: SlotBytes
   readonly #logger: Logger
   /** The same close, refusal and error lines as the node plane's, by the same rules (lib/flow/log). */
   readonly #log: FlowLog
@@ -369,6 +391,9 @@ export class NativeTcpService {
     const counters = engine.storageOf(pool.active)
     if (counters === undefined) throw new Error(`service ${config.name}: its pool does not count in the engine's memory`)
     this.#counters = counters
+    const bytes = engine.bytesOf(counters)
+    if (bytes === undefined) throw new Error(`service ${config.name}: its counters have no byte counts`)
+    this.#slotBytes = bytes
     const { handle, id } = engine.createService(this)
     this.#handle = handle
     this.#id = id
@@ -485,12 +510,21 @@ export class NativeTcpService {
   }
 
   /**
-   * Bytes of connections still open, by backend name. The engine's threads keep those per
-   * connection and report them in the close record only, so on this plane a long connection's
-   * bytes show at its close (README "Data planes").
+   * Bytes moved so far by connections still open, by backend name (`[fromClient, fromBackend]`),
+   * as TcpService.openBytes: the engine counts per slot as bytes move, minus what close records
+   * have already handed to the pool.
    */
   openBytes(): Map<string, [number, number]> {
-    return new Map()
+    const out = new Map<string, [number, number]>()
+    const { live, closed } = this.#slotBytes
+    for (const b of this.pool.backends) {
+      if (2 * b.id + 1 >= live.length) continue
+      const done = closed.get(b.id)
+      const fromClient = Number(live[2 * b.id]!) - (done?.[0] ?? 0)
+      const fromBackend = Number(live[2 * b.id + 1]!) - (done?.[1] ?? 0)
+      if (fromClient > 0 || fromBackend > 0) out.set(b.name, [Math.max(0, fromClient), Math.max(0, fromBackend)])
+    }
+    return out
   }
 
   closeAll(reason: CloseReason): void {
@@ -531,6 +565,14 @@ export class NativeTcpService {
       const opened = view.getUint8(at + 92) !== 0
       const bytesIn = opened ? Number(view.getBigUint64(at + 96, true)) : 0
       const bytesOut = opened ? Number(view.getBigUint64(at + 104, true)) : 0
+      if (opened && slot >= 0) {
+        const done = this.#slotBytes.closed.get(slot)
+        if (done === undefined) this.#slotBytes.closed.set(slot, [bytesIn, bytesOut])
+        else {
+          done[0] += bytesIn
+          done[1] += bytesOut
+        }
+      }
       if (backend !== undefined && opened) pool.connectionRecorded(backend, bytesIn, bytesOut)
       const reason = REASONS[view.getUint8(at + 1)] ?? 'client-error'
       if (this.#log.wantsClose(reason)) this.#log.close(

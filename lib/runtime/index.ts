@@ -328,11 +328,13 @@ export class Runtime {
   }
 
   /** Stops accepting, waits up to `drainTimeoutMs` for connections to finish, then closes the rest. */
-  async stop(drainTimeoutMs: number): Promise<void> {
+  /** `listenersClosed` runs once no listener accepts any more, before the drain. */
+  async stop(drainTimeoutMs: number, listenersClosed?: () => void): Promise<void> {
     this.stopping = true
     this.#reclaim?.stop()
     const all = [...this.services.values(), ...this.draining]
     await Promise.all(all.map((s) => s.stopAccepting()))
+    listenersClosed?.()
     await Promise.all(all.map((s) => s.health.stop()))
     const cut = (await Promise.all(all.map((s) => s.drain(drainTimeoutMs)))).reduce((a, b) => a + b, 0)
     if (cut > 0) this.logger.warn({ cut }, 'drain timeout: closed remaining connections')

@@ -4,6 +4,7 @@ import http from 'node:http'
 import path from 'node:path'
 import { EchoBackend, ROOT, connect, eventually, readLine, whoAnswers, within, tempDir } from '../helpers/index.js'
 import { PROMTOOL_SKIP, promtool, request, sampleValue, spawnWithAdmin } from '../admin/helpers.js'
+import { PLANES, planeArgs, planeSkip } from '../helpers/planes.js'
 
 /** Metric families by name from `# TYPE` lines; throws on a name typed twice. */
 function families(text: string): Map<string, string> {
@@ -167,39 +168,41 @@ t.test('POST /backends/{service}/{address}/weight: picks follow, /status and /me
   t.same(await count(20), { a: 10, b: 10 })
 })
 
-t.test('a long-lived connection shows its bytes in /metrics and /status before it closes', async (t) => {
-  const a = await new EchoBackend('a').start()
-  t.teardown(() => a.stop())
-  const { lb, adminPort } = await spawnWithAdmin(['-l', '127.0.0.1:0', '-b', a.address, '--check', 'none', '--name', 'pg'])
-  t.teardown(() => lb.stop())
-  const socket = await connect(lb.ports[0]!)
-  t.teardown(() => socket.destroy())
-  t.equal(await readLine(socket), 'a')
-  const N = 256 * 1024
-  let echoed = 0
-  const back = new Promise<void>((resolve) => {
-    socket.on('data', (c: Buffer) => {
-      echoed += c.length
-      if (echoed >= N) resolve()
+for (const plane of PLANES) {
+  t.test(`${plane} plane: a long-lived connection shows its bytes in /metrics and /status before it closes`, { skip: planeSkip(plane) }, async (t) => {
+    const a = await new EchoBackend('a').start()
+    t.teardown(() => a.stop())
+    const { lb, adminPort } = await spawnWithAdmin(['-l', '127.0.0.1:0', '-b', a.address, '--check', 'none', '--name', 'pg', ...planeArgs(plane)])
+    t.teardown(() => lb.stop())
+    const socket = await connect(lb.ports[0]!)
+    t.teardown(() => socket.destroy())
+    t.equal(await readLine(socket), 'a')
+    const N = 256 * 1024
+    let echoed = 0
+    const back = new Promise<void>((resolve) => {
+      socket.on('data', (c: Buffer) => {
+        echoed += c.length
+        if (echoed >= N) resolve()
+      })
     })
+    socket.resume()
+    socket.write(Buffer.alloc(N, 0x61))
+    await within(10_000, `${N} bytes echoed`, back)
+
+    const metrics = (await request(adminPort, '/metrics')).body
+    t.equal(sampleValue(metrics, `l4lb_active_connections{service="pg",backend="${a.address}"}`), 1, 'the connection is still open')
+    t.ok(sampleValue(metrics, `l4lb_bytes_total{service="pg",backend="${a.address}",direction="in"}`)! >= N, 'bytes from the client counted while open')
+    t.ok(sampleValue(metrics, `l4lb_bytes_total{service="pg",backend="${a.address}",direction="out"}`)! >= N + 2, 'bytes from the backend counted while open')
+    const backend = JSON.parse((await request(adminPort, '/status')).body).services[0].backends[0]
+    t.ok(backend.bytesIn >= N && backend.bytesOut >= N + 2, `/status too (${backend.bytesIn}/${backend.bytesOut})`)
+
+    socket.end()
+    await lb.waitForLog('connection closed', (l) => l.msg === 'connection closed')
+    const after = (await request(adminPort, '/metrics')).body
+    t.equal(sampleValue(after, `l4lb_bytes_total{service="pg",backend="${a.address}",direction="in"}`), N, 'at close the count is exact, and never went back')
+    t.equal(sampleValue(after, `l4lb_bytes_total{service="pg",backend="${a.address}",direction="out"}`), N + 2)
   })
-  socket.resume()
-  socket.write(Buffer.alloc(N, 0x61))
-  await within(10_000, `${N} bytes echoed`, back)
-
-  const metrics = (await request(adminPort, '/metrics')).body
-  t.equal(sampleValue(metrics, `l4lb_active_connections{service="pg",backend="${a.address}"}`), 1, 'the connection is still open')
-  t.ok(sampleValue(metrics, `l4lb_bytes_total{service="pg",backend="${a.address}",direction="in"}`)! >= N, 'bytes from the client counted while open')
-  t.ok(sampleValue(metrics, `l4lb_bytes_total{service="pg",backend="${a.address}",direction="out"}`)! >= N + 2, 'bytes from the backend counted while open')
-  const backend = JSON.parse((await request(adminPort, '/status')).body).services[0].backends[0]
-  t.ok(backend.bytesIn >= N && backend.bytesOut >= N + 2, `/status too (${backend.bytesIn}/${backend.bytesOut})`)
-
-  socket.end()
-  await lb.waitForLog('connection closed', (l) => l.msg === 'connection closed')
-  const after = (await request(adminPort, '/metrics')).body
-  t.equal(sampleValue(after, `l4lb_bytes_total{service="pg",backend="${a.address}",direction="in"}`), N, 'at close the count is exact, and never went back')
-  t.equal(sampleValue(after, `l4lb_bytes_total{service="pg",backend="${a.address}",direction="out"}`), N + 2)
-})
+}
 
 /** Opens GET /events; resolves with the response once its head arrived, collecting its text. */
 function openStream(port: number, token?: string): Promise<{ status: number; text: () => string; close: () => void }> {

@@ -30,6 +30,15 @@ static int failures;
     }                                                                          \
   } while (0)
 
+/* as CHECK, but goes on: for cases with a thread to join before returning */
+#define EXPECT(cond)                                                           \
+  do {                                                                         \
+    if (!(cond)) {                                                             \
+      fprintf(stderr, "%s:%d: EXPECT failed: %s\n", __FILE__, __LINE__, #cond); \
+      failures++;                                                              \
+    }                                                                          \
+  } while (0)
+
 static uint64_t now_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -127,6 +136,82 @@ static void backend_stop(struct backend *b) {
   pthread_join(b->thread, NULL);
   close(b->fd);
   usleep(50 * 1000); /* detached echo threads finish their close */
+}
+
+static int pipes_at_start;
+
+static int count_pipes(void) {
+  DIR *d = opendir("/proc/self/fd");
+  int n = 0;
+  struct dirent *e;
+  char path[300], target[64];
+  while ((e = readdir(d)) != NULL) {
+    snprintf(path, sizeof path, "/proc/self/fd/%s", e->d_name);
+    ssize_t len = readlink(path, target, sizeof target - 1);
+    if (len > 0) {
+      target[len] = 0;
+      if (strncmp(target, "pipe:", 5) == 0) n++;
+    }
+  }
+  closedir(d);
+  return n;
+}
+
+/* ---- a source backend: sends `size` bytes of a pattern, FIN, then counts what it reads ---- */
+
+struct source {
+  int fd;
+  uint16_t port;
+  pthread_t thread;
+  size_t size;
+  size_t received; /* after the client's FIN */
+  int sent_all;
+};
+
+static char pattern_at(size_t i) { return (char)((i * 31 + (i >> 12)) & 0xff); }
+
+static void *source_main(void *arg) {
+  struct source *s = arg;
+  int fd = accept(s->fd, NULL, NULL);
+  if (fd < 0) return NULL;
+  char buf[65536];
+  size_t sent = 0;
+  while (sent < s->size) {
+    size_t n = s->size - sent < sizeof buf ? s->size - sent : sizeof buf;
+    for (size_t i = 0; i < n; i++) buf[i] = pattern_at(sent + i);
+    ssize_t w = send(fd, buf, n, MSG_NOSIGNAL);
+    if (w <= 0) break;
+    sent += (size_t)w;
+  }
+  __atomic_store_n(&s->sent_all, sent == s->size, __ATOMIC_RELEASE);
+  shutdown(fd, SHUT_WR);
+  size_t got = 0;
+  for (;;) {
+    ssize_t r = recv(fd, buf, sizeof buf, 0);
+    if (r <= 0) break;
+    got += (size_t)r;
+  }
+  __atomic_store_n(&s->received, got, __ATOMIC_RELEASE);
+  close(fd);
+  return NULL;
+}
+
+static void source_start(struct source *s, size_t size) {
+  memset(s, 0, sizeof *s);
+  s->size = size;
+  s->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000001)};
+  bind(s->fd, (struct sockaddr *)&a, sizeof a);
+  listen(s->fd, 8);
+  socklen_t len = sizeof a;
+  getsockname(s->fd, (struct sockaddr *)&a, &len);
+  s->port = ntohs(a.sin_port);
+  pthread_create(&s->thread, NULL, source_main, s);
+}
+
+static void source_stop(struct source *s) {
+  pthread_join(s->thread, NULL);
+  close(s->fd);
 }
 
 /* A port nothing listens on: bound, never listening, then closed. */
@@ -558,6 +643,137 @@ static void test_redispatch(l4_engine *e, struct backend *b) {
   l4_counters_release(counters);
 }
 
+/*
+ * Bulk both ways: 8 MiB through an echo, written in 64 KiB chunks, then the client's FIN while
+ * bytes are still in flight (half-close mid-splice). Every byte comes back in order, then the
+ * backend's FIN; both directions went through splice; the record's counts are exact.
+ */
+static void test_bulk_splice(l4_engine *e, struct backend *b) {
+  l4_service *svc = l4_service_new(e, 7);
+  l4_counters *counters = l4_counters_new(e, 2, 7);
+  l4_entry entries[2] = {entry_for(b->port, 0), entry_for(b->port, 1)};
+  l4_service_config cfg = default_config();
+  publish(svc, counters, &cfg, entries, 2, 1);
+  uint16_t port = listen_on(svc);
+  size_t from = seen_count;
+  int fd = client_connect(port, 0x7f000007);
+  CHECK(fd >= 0);
+  enum { SIZE = 8 * 1024 * 1024 };
+  char *data = malloc(SIZE), *back = malloc(SIZE);
+  for (size_t i = 0; i < SIZE; i++) data[i] = pattern_at(i);
+  size_t sent = 0, got = 0;
+  uint64_t until = now_ms() + 20000;
+  int live_checked = 0;
+  while (got < SIZE && now_ms() < until) {
+    if (sent < SIZE) {
+      ssize_t w = send(fd, data + sent, SIZE - sent > 65536 ? 65536 : SIZE - sent, MSG_DONTWAIT);
+      if (w > 0) sent += (size_t)w;
+      if (sent == SIZE) shutdown(fd, SHUT_WR);
+    }
+    ssize_t r = recv(fd, back + got, SIZE - got, MSG_DONTWAIT);
+    if (r > 0) got += (size_t)r;
+    else if (r == 0) break;
+    else usleep(100);
+    if (!live_checked && got >= SIZE / 2) {
+      /* live bytes: the slot's counts grow while the connection is open */
+      live_checked = 1;
+      const uint64_t *bytes = l4_counters_bytes(counters);
+      CHECK(bytes[0] + bytes[2] >= SIZE / 2 && bytes[1] + bytes[3] >= SIZE / 2);
+    }
+  }
+  CHECK(got == SIZE && memcmp(data, back, SIZE) == 0);
+  char tail;
+  CHECK(recv(fd, &tail, 1, 0) == 0);
+  close(fd);
+  free(data);
+  free(back);
+  const l4_record *r = wait_record(e, L4_REC_CLOSE, 7, from);
+  CHECK(r != NULL && r->reason == L4_CLIENT_CLOSED);
+  CHECK(r->bytes_in == SIZE && r->bytes_out == SIZE);
+  const uint64_t *bytes = l4_counters_bytes(counters);
+  CHECK(bytes[2 * r->slot] == SIZE && bytes[2 * r->slot + 1] == SIZE);
+  CHECK(bytes[2 * (1 - r->slot)] == 0 && bytes[2 * (1 - r->slot) + 1] == 0);
+  uint64_t stats[L4_STAT_COUNT];
+  l4_service_stats(svc, stats);
+  if (stats[L4_STAT_SPLICED_IN] < SIZE / 2 || stats[L4_STAT_SPLICED_OUT] < SIZE / 2)
+    fprintf(stderr, "spliced in %llu out %llu\n", (unsigned long long)stats[L4_STAT_SPLICED_IN], (unsigned long long)stats[L4_STAT_SPLICED_OUT]);
+  CHECK(stats[L4_STAT_SPLICED_IN] >= SIZE / 2 && stats[L4_STAT_SPLICED_OUT] >= SIZE / 2);
+  CHECK(stats[L4_STAT_SPLICED_IN] <= SIZE && stats[L4_STAT_SPLICED_OUT] <= SIZE);
+  l4_service_stop_accepting(svc);
+  l4_service_release(svc);
+  l4_counters_release(counters);
+}
+
+/*
+ * A stalled reader: the backend sends 16 MiB then its FIN while the client reads nothing for
+ * 400 ms, so the pipe fills and stays full (the engine waits for the client, it does not spin
+ * or drop). Then the client reads every byte in order and the FIN, and still sends after it
+ * (half-close from the backend side, mid-splice). Afterwards the pooled pipes are closed once
+ * the thread is idle: no pipe left open.
+ */
+static void test_stalled_reader(l4_engine *e) {
+  struct source src;
+  /* the pipes pooled by earlier cases go once the threads are idle for a second */
+  uint64_t trimmed_by = now_ms() + 5000;
+  while (count_pipes() > pipes_at_start && now_ms() < trimmed_by) usleep(20 * 1000);
+  CHECK(count_pipes() == pipes_at_start);
+  int pipes_before = pipes_at_start;
+  enum { SIZE = 64 * 1024 * 1024 }; /* more than every socket buffer on the way can hold */
+  source_start(&src, SIZE);
+  l4_service *svc = l4_service_new(e, 8);
+  l4_counters *counters = l4_counters_new(e, 1, 8);
+  l4_entry entries[2] = {entry_for(src.port, 0), entry_for(src.port, 0)};
+  l4_service_config cfg = default_config();
+  cfg.idle_timeout_ms = 5000;
+  publish(svc, counters, &cfg, entries, 2, 0);
+  uint16_t port = listen_on(svc);
+  size_t from = seen_count;
+  int fd = client_connect(port, 0x7f000008);
+  EXPECT(fd >= 0);
+  usleep(400 * 1000);
+  EXPECT(count_pipes() >= pipes_before + 2); /* the backend → client pipe holds what the client did not take */
+  EXPECT(!__atomic_load_n(&src.sent_all, __ATOMIC_ACQUIRE)); /* backpressure reached the backend */
+  uint64_t stats[L4_STAT_COUNT];
+  l4_service_stats(svc, stats);
+  EXPECT(stats[L4_STAT_SPLICED_OUT] > 0);
+  char *buf = malloc(65536);
+  size_t got = 0;
+  int in_order = 1;
+  uint64_t until = now_ms() + 20000;
+  while (now_ms() < until) {
+    ssize_t r = recv(fd, buf, 65536, 0);
+    if (r <= 0) {
+      if (r < 0) fprintf(stderr, "stalled reader: recv: %s\n", strerror(errno));
+      break;
+    }
+    for (ssize_t i = 0; i < r && in_order; i++)
+      if (buf[i] != pattern_at(got + (size_t)i)) in_order = 0;
+    got += (size_t)r;
+  }
+  free(buf);
+  if (got != SIZE || !in_order) {
+    fprintf(stderr, "stalled reader: got %zu of %d, in order %d\n", got, SIZE, in_order);
+    const l4_record *bad = wait_record(e, L4_REC_CLOSE, 8, from);
+    if (bad) fprintf(stderr, "closed: reason %d in %llu out %llu\n", bad->reason, (unsigned long long)bad->bytes_in, (unsigned long long)bad->bytes_out);
+  }
+  EXPECT(got == SIZE && in_order);
+  EXPECT(send(fd, "after", 5, MSG_NOSIGNAL) == 5);
+  shutdown(fd, SHUT_WR);
+  source_stop(&src);
+  CHECK(__atomic_load_n(&src.received, __ATOMIC_ACQUIRE) == 5);
+  close(fd);
+  const l4_record *r = wait_record(e, L4_REC_CLOSE, 8, from);
+  CHECK(r != NULL && r->reason == L4_BACKEND_CLOSED);
+  CHECK(r->bytes_in == 5 && r->bytes_out == SIZE);
+  CHECK(l4_counters_bytes(counters)[0] == 5 && l4_counters_bytes(counters)[1] == SIZE);
+  uint64_t wait_until = now_ms() + 5000;
+  while (count_pipes() > pipes_before && now_ms() < wait_until) usleep(20 * 1000);
+  CHECK(count_pipes() <= pipes_before);
+  l4_service_stop_accepting(svc);
+  l4_service_release(svc);
+  l4_counters_release(counters);
+}
+
 /* Resets both ways, early closes, many connections: fds back to baseline. */
 static void test_churn(l4_engine *e, struct backend *b) {
   l4_service *svc = l4_service_new(e, 4);
@@ -621,6 +837,7 @@ static void test_churn(l4_engine *e, struct backend *b) {
 
 int main(void) {
   test_hash_and_headers();
+  pipes_at_start = count_pipes();
   char error[256];
   l4_engine *e = l4_engine_new(2, NULL, NULL, error, sizeof error);
   if (!e) {
@@ -634,6 +851,8 @@ int main(void) {
   test_limits(e, &b);
   test_admission(e, &b);
   test_redispatch(e, &b);
+  test_bulk_splice(e, &b);
+  test_stalled_reader(e);
   test_churn(e, &b);
   l4_engine_free(e);
   backend_stop(&b);

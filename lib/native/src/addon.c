@@ -262,7 +262,11 @@ static void no_finalize(napi_env env, void *data, void *hint) {
   (void)hint;
 }
 
-/* createCounters(engine, n, gen) → Int32Array over the engine's live counts (the pool's `active`) */
+/*
+ * createCounters(engine, n, gen) → Int32Array over the engine's live counts (the pool's
+ * `active`). Its buffer goes on past them: the live bytes per slot (l4_counters_bytes), n * 2
+ * uint64 at l4_counters_bytes_offset(n), which index.ts views as a BigUint64Array.
+ */
 static napi_value create_counters(napi_env env, napi_callback_info info) {
   napi_value argv[3];
   if (!args_of(env, info, 3, argv)) return NULL;
@@ -274,7 +278,7 @@ static napi_value create_counters(napi_env env, napi_callback_info info) {
   l4_counters *counters = l4_counters_new(box->engine, n, gen);
   if (!counters) THROW(env, "ERR_NATIVE", "out of memory");
   napi_value buffer, array;
-  if (napi_create_external_arraybuffer(env, l4_counters_active(counters), (size_t)n * 4, counters_finalize, counters, &buffer) != napi_ok) {
+  if (napi_create_external_arraybuffer(env, l4_counters_shared(counters), l4_counters_shared_length(n), counters_finalize, counters, &buffer) != napi_ok) {
     l4_counters_release(counters);
     THROW(env, "ERR_NATIVE", "cannot share counters (external ArrayBuffers unsupported)");
   }

@@ -5,6 +5,10 @@
  *   client bytes are sent in the same pass (on loopback the handshake is usually done by then);
  * - copies go through 16 KiB buffers taken from a per-thread free list only while bytes are in
  *   flight, so an idle connection holds no buffer;
+ * - splice-auto (HAProxy's idea): a direction whose read fills a whole buffer is bulk, and from
+ *   then on moves through a pipe pair with splice(2) (no copy through user space), taken from a
+ *   bounded per-thread pool only while bytes are in flight; small messages stay on recv/send,
+ *   which costs fewer syscalls per message than splicing in and out of a pipe;
  * - a connection closed while later events of the same epoll batch still point at it is only
  *   retired, and freed after the batch;
  * - idle and connect timeouts sit on a per-thread timer wheel; I/O only stamps a time.
@@ -17,6 +21,7 @@
 #include <fcntl.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +44,20 @@
 #define MAX_STARVED 64
 #define STARVED_RETRY_MS 50
 #define AVOID_MS 2000
+/* Pipes per thread, in use or pooled: each is two fds, so the bound keeps the fds a listener
+   needs (a direction that finds none stays on recv/send). */
+#ifndef PIPES_MAX
+#define PIPES_MAX 256
+#endif
+#define PIPES_POOLED 64
+/* F_SETPIPE_SZ: a bigger pipe moves more per splice pair; the kernel may refuse (per-user pipe
+   page limits) and then the default (64 KiB) stays. */
+#define PIPE_BYTES (256 * 1024)
+/* A thread with no connection closes its pooled pipes after this long (fds back to baseline). */
+#define PIPE_IDLE_MS 1000
+/* A splice read smaller than this says the flow is not bulk any more: back to recv/send once the
+   pipe is empty. */
+#define SMALL_READ (BUFFER_SIZE / 4)
 /* Counters refs held by the control plane weigh this much, so "only JS left" is visible. */
 #define JS_REF (1 << 24)
 
@@ -54,7 +73,9 @@ struct l4_counters {
   uint32_t gen;
   l4_engine *engine;
   int64_t *avoid_until_ms; /* per slot: steer around a backend that just refused */
-  int32_t active[];        /* the pool's `active` array */
+  int32_t *active;         /* the pool's `active` array: the start of `shared` */
+  uint64_t *bytes;         /* [2 * slot + dir]: bytes read by opened connections, live */
+  void *shared;            /* active, then bytes (l4_counters_shared) */
 };
 
 struct l4_snapshot {
@@ -103,6 +124,12 @@ struct buffer {
   uint32_t off, len;
 };
 
+/* A pipe pair for splice(2): bytes spliced in from the source and not yet out to the destination. */
+struct pipe_pair {
+  int rfd, wfd;
+  uint32_t pending;
+};
+
 struct conn {
   struct tlink timer; /* a wheel slot; first member, so a link is its conn */
   struct conn *prev, *next; /* the thread's list (close-all, shutdown) */
@@ -125,6 +152,8 @@ struct conn {
   uint32_t tried_count;
   int32_t tried[MAX_TRIED];
   struct buffer buf[2]; /* [0] client → backend, [1] backend → client */
+  struct pipe_pair *pipe[2]; /* per direction, only while spliced bytes are in flight */
+  uint8_t bulk[2];           /* the direction filled a whole buffer: splice it */
   uint64_t bytes[2];
   uint64_t started_ms, active_ms;
   uint32_t hash;
@@ -161,6 +190,11 @@ struct thread {
   uint64_t now_ms;
   char **free_buffers;
   size_t free_count, free_capacity;
+  struct pipe_pair *free_pipes[PIPES_POOLED];
+  size_t free_pipe_count;
+  uint32_t pipes_open;      /* in use + pooled */
+  uint64_t pipe_retry_ms;   /* after pipe2 failed (EMFILE...): not before this */
+  uint64_t busy_ms;         /* the last loop pass that had a connection */
   struct conn *retired;
   l4_record records[LOCAL_RECORDS];
   size_t record_count;
@@ -256,14 +290,25 @@ size_t l4_engine_drain(l4_engine *e, l4_record *out, size_t max) {
 
 /* ---- counters and snapshots ------------------------------------------------------------- */
 
+size_t l4_counters_bytes_offset(uint32_t n) { return ((size_t)(n ? n : 1) * sizeof(int32_t) + 7) & ~(size_t)7; }
+
+size_t l4_counters_shared_length(uint32_t n) { return l4_counters_bytes_offset(n) + (size_t)(n ? n : 1) * 2 * sizeof(uint64_t); }
+
 l4_counters *l4_counters_new(l4_engine *engine, uint32_t n, uint32_t gen) {
-  l4_counters *c = calloc(1, sizeof *c + (size_t)(n ? n : 1) * sizeof(int32_t));
+  l4_counters *c = calloc(1, sizeof *c);
   if (!c) return NULL;
   c->avoid_until_ms = calloc(n ? n : 1, sizeof(int64_t));
-  if (!c->avoid_until_ms) {
+  /* one block, so the control plane reads both through one external buffer (untouched pages
+     of a large block cost no memory) */
+  c->shared = calloc(1, l4_counters_shared_length(n));
+  if (!c->avoid_until_ms || !c->shared) {
+    free(c->avoid_until_ms);
+    free(c->shared);
     free(c);
     return NULL;
   }
+  c->active = c->shared;
+  c->bytes = (uint64_t *)((char *)c->shared + l4_counters_bytes_offset(n));
   c->refs = JS_REF;
   c->n = n;
   c->gen = gen;
@@ -272,10 +317,13 @@ l4_counters *l4_counters_new(l4_engine *engine, uint32_t n, uint32_t gen) {
 }
 
 int32_t *l4_counters_active(l4_counters *c) { return c->active; }
+uint64_t *l4_counters_bytes(l4_counters *c) { return c->bytes; }
+void *l4_counters_shared(l4_counters *c) { return c->shared; }
 uint32_t l4_counters_length(const l4_counters *c) { return c->n; }
 
 static void counters_free(l4_counters *c) {
   free(c->avoid_until_ms);
+  free(c->shared);
   free(c);
 }
 
@@ -446,6 +494,46 @@ static void buffer_give(struct thread *t, struct buffer *b) {
   b->off = b->len = 0;
 }
 
+static struct pipe_pair *pipe_take(struct thread *t) {
+  if (t->free_pipe_count > 0) return t->free_pipes[--t->free_pipe_count];
+  if (t->pipes_open >= PIPES_MAX || t->now_ms < t->pipe_retry_ms) return NULL;
+  struct pipe_pair *p = malloc(sizeof *p);
+  if (!p) return NULL;
+  int fds[2];
+  if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) < 0) {
+    /* out of fds or pipe pages: recv/send still works; ask the kernel again a little later */
+    free(p);
+    t->pipe_retry_ms = t->now_ms + 1000;
+    return NULL;
+  }
+  (void)fcntl(fds[1], F_SETPIPE_SZ, PIPE_BYTES);
+  p->rfd = fds[0];
+  p->wfd = fds[1];
+  p->pending = 0;
+  t->pipes_open++;
+  return p;
+}
+
+static void pipe_close(struct thread *t, struct pipe_pair *p) {
+  close(p->rfd);
+  close(p->wfd);
+  free(p);
+  t->pipes_open--;
+}
+
+/* Back to the pool only when empty: bytes left in a pipe belong to a connection that is gone. */
+static void pipe_give(struct thread *t, struct pipe_pair **at) {
+  struct pipe_pair *p = *at;
+  if (!p) return;
+  *at = NULL;
+  if (p->pending == 0 && t->free_pipe_count < PIPES_POOLED) t->free_pipes[t->free_pipe_count++] = p;
+  else pipe_close(t, p);
+}
+
+static void pipes_trim(struct thread *t) {
+  while (t->free_pipe_count > 0) pipe_close(t, t->free_pipes[--t->free_pipe_count]);
+}
+
 static void timer_cancel(struct conn *c) {
   if (!c->timer_armed) return;
   c->timer.prev->next = c->timer.next;
@@ -534,6 +622,8 @@ static void conn_finish(struct conn *c, int reason) {
   timer_cancel(c);
   buffer_give(t, &c->buf[0]);
   buffer_give(t, &c->buf[1]);
+  pipe_give(t, &c->pipe[0]);
+  pipe_give(t, &c->pipe[1]);
   c->state = CLOSED;
   if (c->admitted) l4_admit_release(c->snapshot->admit, &c->source);
   if (c->counted) __atomic_sub_fetch(&c->snapshot->counters->active[c->snapshot->entries[c->entry].slot], 1, __ATOMIC_RELAXED);
@@ -573,7 +663,12 @@ static void conn_opened(struct conn *c) {
   struct thread *t = c->thread;
   c->state = OPEN;
   c->counted = 1;
-  __atomic_add_fetch(&c->snapshot->counters->active[c->snapshot->entries[c->entry].slot], 1, __ATOMIC_RELAXED);
+  l4_counters *counters = c->snapshot->counters;
+  size_t slot = (size_t)c->snapshot->entries[c->entry].slot;
+  __atomic_add_fetch(&counters->active[slot], 1, __ATOMIC_RELAXED);
+  /* what was read before the backend took it (the first client bytes) counts from now */
+  if (c->bytes[0]) __atomic_add_fetch(&counters->bytes[2 * slot], c->bytes[0], __ATOMIC_RELAXED);
+  if (c->bytes[1]) __atomic_add_fetch(&counters->bytes[2 * slot + 1], c->bytes[1], __ATOMIC_RELAXED);
   timer_cancel(c);
   c->active_ms = t->now_ms;
   if (c->snapshot->config.idle_timeout_ms > 0) timer_set(c, t->now_ms + c->snapshot->config.idle_timeout_ms);
@@ -735,17 +830,41 @@ static void conn_connect_next(struct conn *c) {
   }
 }
 
+/* Bytes read one way: the connection's total, and its backend slot's live total once opened. */
+static inline void count_bytes(struct conn *c, int dir, uint64_t n) {
+  c->bytes[dir] += n;
+  c->active_ms = c->thread->now_ms;
+  if (c->counted) __atomic_add_fetch(&c->snapshot->counters->bytes[2 * (size_t)c->snapshot->entries[c->entry].slot + (size_t)dir], n, __ATOMIC_RELAXED);
+}
+
 /*
  * Moves bytes one way until the source would block or the destination is full. dir 0: client
- * → backend, 1: backend → client. A FIN read is passed on once the buffer is empty.
+ * → backend, 1: backend → client. A FIN read is passed on once the buffer (or pipe) is empty.
+ * The source is read only when nothing read before is still waiting to be sent, through the
+ * buffer or, for a bulk direction that got a pipe, with splice(2); so the order of bytes holds
+ * when a direction switches, and a splice read's EAGAIN always means "the source is empty"
+ * (the pipe is empty then), never "the pipe is full".
  */
 static void conn_pump(struct conn *c, int dir) {
   struct thread *t = c->thread;
   struct buffer *b = &c->buf[dir];
+  int splice_dry = 0; /* a splice read said EAGAIN: recv decides whether the source is empty */
   for (;;) {
     if (c->state != OPEN) return;
     int src = dir ? c->bfd : c->cfd;
     int dst = dir ? c->cfd : c->bfd;
+    struct pipe_pair *p = c->pipe[dir];
+    if (p && p->pending > 0) {
+      ssize_t n = splice(p->rfd, NULL, dst, NULL, p->pending, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+      if (n > 0) {
+        p->pending -= (uint32_t)n;
+        continue;
+      }
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && errno == EAGAIN) return;
+      conn_fail(c, !dir, n < 0 ? errno : EPIPE);
+      return;
+    }
     if (b->len > b->off) {
       ssize_t n = send(dst, b->data + b->off, b->len - b->off, MSG_NOSIGNAL);
       if (n > 0) {
@@ -764,7 +883,40 @@ static void conn_pump(struct conn *c, int dir) {
         (void)shutdown(dst, SHUT_WR);
       }
       buffer_give(t, b);
+      pipe_give(t, &c->pipe[dir]);
       if (c->shut[0] && c->shut[1]) conn_finish(c, dir ? L4_BACKEND_CLOSED : L4_CLIENT_CLOSED);
+      return;
+    }
+    if (c->bulk[dir] && !p && !splice_dry) p = c->pipe[dir] = pipe_take(t);
+    if (p) {
+      buffer_give(t, b);
+      ssize_t n = splice(src, NULL, p->wfd, NULL, PIPE_BYTES, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+      if (n > 0) {
+        p->pending = (uint32_t)n;
+        count_bytes(c, dir, (uint64_t)n);
+        __atomic_add_fetch(&c->service->stats[L4_STAT_SPLICED_IN + dir], (uint64_t)n, __ATOMIC_RELAXED);
+        if (n < SMALL_READ) c->bulk[dir] = 0; /* drained, then back to recv/send */
+        continue;
+      }
+      if (n == 0) {
+        c->eof[dir] = 1;
+        set_reason(c, dir ? L4_BACKEND_CLOSED : L4_CLIENT_CLOSED);
+        continue;
+      }
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN) {
+        /*
+         * Measured here (6.18, loopback): splice(2) from a socket into an empty pipe sometimes
+         * says EAGAIN while the socket holds 17-95 KB (the kernel's tcp_splice_read got 0 from
+         * the queue's head skb). Edge-triggered, taking that for "empty" stalls the direction
+         * until the peer sends more, or for good. recv settles it: it reads what is there, or
+         * says EAGAIN itself.
+         */
+        pipe_give(t, &c->pipe[dir]); /* empty: an idle direction holds no pipe */
+        splice_dry = 1;
+        continue;
+      }
+      conn_fail(c, dir, errno);
       return;
     }
     if (!b->data) b->data = buffer_take(t);
@@ -773,8 +925,9 @@ static void conn_pump(struct conn *c, int dir) {
     if (n > 0) {
       b->off = 0;
       b->len = (uint32_t)n;
-      c->bytes[dir] += (uint64_t)n;
-      c->active_ms = t->now_ms;
+      count_bytes(c, dir, (uint64_t)n);
+      if (n == BUFFER_SIZE) c->bulk[dir] = 1;
+      splice_dry = 0;
       continue;
     }
     if (n == 0) {
@@ -1113,9 +1266,15 @@ static void *thread_main(void *arg) {
   struct thread *t = arg;
   l4_engine *e = t->engine;
   struct epoll_event events[MAX_EVENTS];
+  /* splice(2) into a socket has no MSG_NOSIGNAL: a peer gone raises SIGPIPE in this thread.
+     Blocked here, the call just fails with EPIPE, whatever the host process does with it. */
+  sigset_t pipe_signal;
+  sigemptyset(&pipe_signal);
+  sigaddset(&pipe_signal, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &pipe_signal, NULL);
   while (!__atomic_load_n(&e->stopping, __ATOMIC_ACQUIRE)) {
     __atomic_store_n(&t->quiescent, UINT64_MAX, __ATOMIC_SEQ_CST);
-    int timeout = t->timers > 0 || t->starved_count > 0 ? TICK_MS : -1;
+    int timeout = t->timers > 0 || t->starved_count > 0 ? TICK_MS : t->free_pipe_count > 0 ? PIPE_IDLE_MS / 4 : -1;
     int n = epoll_wait(t->epfd, events, MAX_EVENTS, timeout);
     __atomic_store_n(&t->quiescent, __atomic_load_n(&e->epoch, __ATOMIC_SEQ_CST), __ATOMIC_SEQ_CST);
     t->now_ms = monotonic_ms();
@@ -1140,6 +1299,9 @@ static void *thread_main(void *arg) {
     if (wake) run_commands(t);
     retry_starved(t);
     advance_timers(t);
+    /* no connection for PIPE_IDLE_MS: the pooled pipes go, and their fds with them */
+    if (t->head.next != &t->head) t->busy_ms = t->now_ms;
+    else if (t->free_pipe_count > 0 && t->now_ms - t->busy_ms >= PIPE_IDLE_MS) pipes_trim(t);
     flush_records(t);
     while (t->retired) {
       struct conn *c = t->retired;
@@ -1255,6 +1417,7 @@ void l4_engine_free(l4_engine *e) {
     }
     for (size_t b = 0; b < t->free_count; b++) free(t->free_buffers[b]);
     free(t->free_buffers);
+    pipes_trim(t);
     close(t->epfd);
     close(t->wakefd);
     if (t->reserve_fd >= 0) close(t->reserve_fd);

@@ -101,6 +101,8 @@ enum l4_stat {
   L4_STAT_REFUSED_NOT_ALLOWED,
   L4_STAT_REFUSED_MAX_CONNS_PER_IP,
   L4_STAT_REFUSED_RATE_PER_IP,
+  L4_STAT_SPLICED_IN,  /* bytes from clients moved with splice(2) (the rest went through buffers) */
+  L4_STAT_SPLICED_OUT, /* bytes from backends moved with splice(2) */
   L4_STAT_COUNT
 };
 
@@ -117,6 +119,13 @@ int l4_engine_threads(const l4_engine *engine);
  */
 l4_counters *l4_counters_new(l4_engine *engine, uint32_t n, uint32_t gen);
 int32_t *l4_counters_active(l4_counters *counters);
+/* Live bytes read by opened connections, [2 * slot] from clients, [2 * slot + 1] from the
+   backend: the close record's totals, counted as they move. */
+uint64_t *l4_counters_bytes(l4_counters *counters);
+/* One block for the control plane: active (n int32) at 0, bytes at l4_counters_bytes_offset(n). */
+void *l4_counters_shared(l4_counters *counters);
+size_t l4_counters_bytes_offset(uint32_t n);
+size_t l4_counters_shared_length(uint32_t n);
 uint32_t l4_counters_length(const l4_counters *counters);
 void l4_counters_release(l4_counters *counters);
 
