@@ -29,7 +29,8 @@ interface Running {
 
 /** A runtime and its admin endpoint from `input` (validated; `tweak` may then change it), stopped at teardown. */
 async function running(t: Test, input: ConfigInput, tweak: (config: Config) => Config = (c) => c): Promise<Running> {
-  const config = tweak(parseConfig({ admin: '127.0.0.1:0', ...input }))
+  // The node plane: what is asserted here is what admin renders, from counters that plane keeps live.
+  const config = tweak(parseConfig({ admin: '127.0.0.1:0', dataPlane: 'node', ...input }))
   const runtime = await Runtime.start(config, quiet)
   const admin = await startAdmin(config.admin, runtime, quiet)
   t.teardown(async () => {
@@ -167,7 +168,7 @@ t.test('the endpoint on a unix socket path answers as on TCP', async (t) => {
   const a = await backend(t, 'a')
   const dir = tempDir(t, 'l4lb-admin-')
   const socketPath = path.join(dir, 'admin.sock')
-  const config = parseConfig({ admin: socketPath, services: [{ name: 'web', listen: ['127.0.0.1:0'], health: { type: 'none' }, backends: [a.address] }] })
+  const config = parseConfig({ admin: socketPath, dataPlane: 'node', services: [{ name: 'web', listen: ['127.0.0.1:0'], health: { type: 'none' }, backends: [a.address] }] })
   const runtime = await Runtime.start(config, quiet)
   const admin = (await startAdmin(config.admin, runtime, quiet))!
   t.teardown(async () => {
