@@ -69,8 +69,8 @@ export class Rates {
       if (rings === undefined) this.#rings.set(h.name, (rings = new Map()))
       for (const b of h.pool.backends) {
         let ring = rings.get(b.name)
-        if (ring === undefined) rings.set(b.name, (ring = new RateRing(b.connectionsTotal)))
-        else ring.push(b.connectionsTotal)
+        if (ring === undefined) rings.set(b.name, (ring = new RateRing(h.connectionsTotal(b))))
+        else ring.push(h.connectionsTotal(b))
         ring.seenAt = tick
       }
     }

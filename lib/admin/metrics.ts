@@ -68,17 +68,15 @@ function sample(name: string, labels: Record<string, string>, value: number): st
 
 /**
  * Bytes of each backend of a service: counted at close, plus what its open connections have
- * moved so far (read from their sockets now), so long connections show traffic while they last.
+ * moved so far (the data plane sums those by backend), so long connections show traffic while
+ * they last.
  */
 export function liveBytes(h: ServiceHandle): Map<string, [number, number]> {
-  const out = h.tcp?.openBytes() ?? new Map<string, [number, number]>()
+  const open = h.tcp?.openBytes()
+  const out = new Map<string, [number, number]>()
   for (const b of h.pool.backends) {
-    const open = out.get(b.name)
-    if (open === undefined) out.set(b.name, [b.bytesFromClients, b.bytesFromBackend])
-    else {
-      open[0] += b.bytesFromClients
-      open[1] += b.bytesFromBackend
-    }
+    const moving = open?.get(b.name)
+    out.set(b.name, [b.bytesFromClients + (moving?.[0] ?? 0), b.bytesFromBackend + (moving?.[1] ?? 0)])
   }
   return out
 }
@@ -91,7 +89,7 @@ export function renderMetrics(runtime: Runtime): string {
     const service = h.name
     for (const b of h.pool.backends) {
       const labels = { service, backend: b.name }
-      m.metric('l4lb_connections_total', 'counter', 'Connections proxied to a backend.', labels, b.connectionsTotal)
+      m.metric('l4lb_connections_total', 'counter', 'Connections proxied to a backend.', labels, h.connectionsTotal(b))
     }
   }
   for (const h of handles) {

@@ -67,7 +67,7 @@ export function statusOf(runtime: Runtime): Status {
           activeConnections: h.pool.active[b.id] ?? 0,
           maxConns: b.maxConns,
           queued: h.pool.queued(b),
-          connectionsTotal: b.connectionsTotal,
+          connectionsTotal: h.connectionsTotal(b),
           bytesIn: bytes.get(b.name)?.[0] ?? 0,
           bytesOut: bytes.get(b.name)?.[1] ?? 0,
           lastChange: new Date(b.lastChangeAt).toISOString(),

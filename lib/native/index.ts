@@ -17,7 +17,7 @@ import { ListenError, LOCAL_ERROR_CODES, listenProblem } from '../errors.js'
 import { REFUSAL_REASONS, zeroCounts, type RefusalCounts } from '../flow/admit.js'
 import { dispositionOf } from '../flow/policy.js'
 import { FlowLog } from '../flow/log.js'
-import type { Pool, StateChange } from '../pool/index.js'
+import type { Backend, Pool, StateChange } from '../pool/index.js'
 import type { TcpCloseReason, TcpStats } from '../tcp/service.js'
 import type { CloseReason } from '../tcp/splice.js'
 
@@ -518,6 +518,21 @@ export class NativeTcpService {
     if (!this.#listening) return
     this.#listening = false
     this.#engine.listening(-1)
+  }
+
+  /** What connectionsTotal last reported, per backend id: the total never goes back. */
+  readonly #totalsShown = new Map<number, number>()
+
+  /**
+   * Connections to `backend` so far, open ones included, as the node plane counts them (at
+   * open): close records have counted the closed ones, the engine's live count adds the open
+   * ones. While a close's record is on its way a connection is briefly in neither, so the
+   * total is held at what it last showed rather than going back (it is a Prometheus counter).
+   */
+  connectionsTotal(backend: Backend): number {
+    const total = Math.max(backend.connectionsTotal + (this.pool.active[backend.id] ?? 0), this.#totalsShown.get(backend.id) ?? 0)
+    this.#totalsShown.set(backend.id, total)
+    return total
   }
 
   /**

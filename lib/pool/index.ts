@@ -9,18 +9,18 @@
  * survive (issue 12). A backend's `id` is a slot that is never reused within the pool, so a
  * connection or session that outlives its backend's removal still closes on the right counter.
  */
-import { MAX_WEIGHT, resolveAlgorithm, type Algorithm, type BalanceEntry, type PickData, type Picker } from '../balance/index.js'
+import { resolveAlgorithm, type Algorithm } from '../balance/index.js'
 import type { BackendConfig } from '../config/index.js'
 import { ConfigError } from '../errors.js'
+import { Backend, PASSIVE_AVOID_MS, CHECK_DURATION_BOUNDS_MS, type AdminState, type BackendState } from './backend.js'
+import { PickSet, type PickInputs, type PoolPickData } from './pick.js'
+import { grown, Slots, type Waiter } from './queue.js'
+import { realClock, SlowStart, type PoolClock } from './slow-start.js'
 
-/** Operator-set state; `enabled` defers to health. */
-export type AdminState = 'enabled' | 'drain' | 'maint'
-/**
- * What operators see: health unless an admin state overrides it. `starting` is a checked
- * backend whose first check has not decided yet: neither up nor down, and it takes no traffic.
- */
-export type BackendState = 'up' | 'down' | 'starting' | 'drain' | 'maint'
-export const BACKEND_STATES: readonly BackendState[] = ['up', 'down', 'starting', 'drain', 'maint']
+export { Backend, BACKEND_STATES, CHECK_DURATION_BOUNDS_MS, PASSIVE_AVOID_MS, type AdminState, type BackendState } from './backend.js'
+export { MAX_QUEUE, type Waiter } from './queue.js'
+export type { PoolPickData } from './pick.js'
+export { MIN_RAMP_STEP_MS, RAMP_STEPS, WEIGHT_SCALE, type PoolClock } from './slow-start.js'
 
 export interface StateChange {
   readonly pool: string
@@ -32,112 +32,6 @@ export interface StateChange {
   /** The pool's usable set right after this change (not after a later one). */
   readonly usableCount: number
   readonly usingBackups: boolean
-}
-
-/**
- * Upper bounds (ms) of the health-check duration histogram's buckets (the last, +Inf, is
- * implicit): a loopback check takes under a millisecond, a check timeout is seconds.
- */
-export const CHECK_DURATION_BOUNDS_MS: readonly number[] = [1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000]
-
-/** How long the data path steers around a backend that just refused, while the prober confirms. */
-export const PASSIVE_AVOID_MS = 2_000
-
-/**
- * Slow start (HAProxy's `slowstart`, src/server.c server_recalc_eweight): weights are scaled by
- * up to WEIGHT_SCALE (HAProxy's BE_WEIGHT_SCALE is 16) so a weight-1 backend can ramp in steps;
- * the scale is fixed for the pool (never only during a ramp), so hashing tables do not move when
- * a ramp starts or ends. The picker is rebuilt at most RAMP_STEPS times per ramp, never per
- * connection, and no more often than MIN_RAMP_STEP_MS.
- */
-export const WEIGHT_SCALE = 16
-export const RAMP_STEPS = 32
-export const MIN_RAMP_STEP_MS = 100
-
-/** Time for slow start; injectable so tests run the ramp on a fake clock. */
-export interface PoolClock {
-  now(): number
-  setTimeout(fn: () => void, delayMs: number): unknown
-  clearTimeout(handle: unknown): void
-}
-
-const realClock: PoolClock = {
-  now: () => Date.now(),
-  setTimeout(fn, delayMs) {
-    const timer = setTimeout(fn, delayMs)
-    timer.unref()
-    return timer
-  },
-  clearTimeout: (handle) => clearTimeout(handle as NodeJS.Timeout),
-}
-
-export class Backend {
-  readonly id: number
-  readonly name: string
-  readonly host: string
-  readonly port: number
-  /** The weight picks use now: the config's, or an operator's (Pool.setWeight) until the next update. */
-  weight: number
-  /** The weight the config (or the SRV record) gave. */
-  configWeight: number
-  backup: boolean
-  checkPort: number | undefined
-  /** Connections at once (connecting or open); 0 = no limit. More wait in its queue. */
-  maxConns: number
-  /** The IP actually dialed: `host` resolved at load (never per connection). */
-  readonly address: string
-  healthUp: boolean
-  /** Checked and not yet decided by a first check (see BackendState). */
-  starting: boolean
-  admin: AdminState = 'enabled'
-  /** False once a reload or DNS change took it out of the pool; connections on it finish. */
-  current = true
-  /** Its name did not resolve (`setUnresolved`): down whatever checks say; a refresh that resolves it brings a new backend. */
-  unresolved = false
-  lastChangeAt = Date.now()
-  lastReason = 'start'
-  lastError: string | undefined
-  /** Until when (ms since epoch) picks steer around this backend after a refused connect. */
-  avoidUntil = 0
-  /** Slow start: when its ramp began (pool clock), 0 when it serves at full weight. */
-  rampStartedAt = 0
-  /** Added by a reload: its first up ramps too (backends there at start do not, as in HAProxy). */
-  rampOnFirstUp = false
-  connectionsTotal = 0
-  connectErrorsTotal = 0
-  /** Data-path connect failures by error code (ECONNREFUSED, timeout, …) for metrics. */
-  readonly connectErrors = new Map<string, number>()
-  bytesFromClients = 0
-  bytesFromBackend = 0
-  /** Checks by duration bucket (CHECK_DURATION_BOUNDS_MS, then +Inf; not cumulative) and their sum. */
-  readonly checkDurationCounts = new Float64Array(CHECK_DURATION_BOUNDS_MS.length + 1)
-  checkDurationSumMs = 0
-
-  constructor(id: number, config: BackendConfig, address: string, checked: boolean) {
-    this.id = id
-    this.name = config.name
-    this.host = config.host
-    this.port = config.port
-    this.weight = config.weight
-    this.configWeight = config.weight
-    this.backup = config.backup
-    this.checkPort = config.checkPort
-    this.maxConns = config.maxConns
-    this.address = address
-    this.healthUp = !checked
-    this.starting = checked
-  }
-
-  get state(): BackendState {
-    if (this.admin === 'maint') return 'maint'
-    if (this.admin === 'drain') return 'drain'
-    if (this.healthUp) return 'up'
-    return this.starting ? 'starting' : 'down'
-  }
-
-  get usable(): boolean {
-    return this.admin === 'enabled' && this.healthUp && this.current
-  }
 }
 
 export interface PoolOptions {
@@ -161,32 +55,11 @@ export interface PoolOptions {
   readonly clock?: PoolClock
 }
 
-/** What a data plane needs to pick as this pool does: the usable backends and the picker's data. */
-export interface PoolPickData {
-  /** Indexed like the picker's entries: the address dialed, the backend's counter slot and its maxConns. */
-  readonly entries: ReadonlyArray<{ readonly address: string; readonly port: number; readonly slot: number; readonly maxConns: number }>
-  readonly pick: PickData
-  /**
-   * The usable backups while primaries serve, with their own picker's data: where a connection
-   * that tried every primary goes (pick's redispatch). Absent when there are none.
-   */
-  readonly backup?: { readonly entries: PoolPickData['entries']; readonly pick: PickData }
-}
-
 /** What an update did, by backend name (a changed address counts as removed and added). */
 export interface PoolUpdate {
   readonly added: readonly string[]
   readonly removed: readonly string[]
   readonly kept: readonly string[]
-}
-
-/** Most connections one backend's queue holds; past it new ones are refused at once. */
-export const MAX_QUEUE = 10_000
-
-/** A connection waiting for a slot of a backend at its maxConns (HAProxy's server queue). */
-export interface Waiter {
-  /** The slot is now this waiter's (already taken for it): connect. */
-  wake(): void
 }
 
 type Listener = (change: StateChange) => void
@@ -200,25 +73,14 @@ export class Pool {
   active: Int32Array = new Int32Array(0)
   /** Every backend this pool ever had, by id (slots are never reused). */
   readonly #slots: Backend[] = []
-  /** Connections holding a backend's slot (connecting or open), by id: what maxConns limits. */
-  #taken = new Int32Array(0)
-  /** FIFO of connections waiting for a slot, by backend id (created on first use). */
-  readonly #queues = new Map<number, Waiter[]>()
+  /** maxConns: slots taken and queues, by backend id. */
+  readonly #limits = new Slots()
   #algorithm: Algorithm
   #checked: boolean
-  #picker: Picker
-  #pickable: Backend[] = []
-  /** Usable backups while primaries serve: the redispatch target once a connection has tried every primary. */
-  #backupPicker: Picker | null = null
-  #backups: Backend[] = []
-  #usableCount = 0
-  #usingBackups = false
-  /** What the pickers were built from (ids and effective weights): an unchanged set keeps them. */
-  #builtFrom = ''
-  #slowStartMs = 0
-  #weightScale = 1
-  readonly #clock: PoolClock
-  #rampTimer: unknown = undefined
+  #picks: PickSet
+  /** The next build must not keep the current pickers (the algorithm or the weight scale changed). */
+  #fresh = false
+  readonly #slowStart: SlowStart
   readonly #listeners: Listener[] = []
   readonly #passiveListeners: PassiveListener[] = []
   readonly #rebuildListeners: Array<() => void> = []
@@ -228,21 +90,22 @@ export class Pool {
   constructor(options: PoolOptions) {
     this.name = options.name
     this.#activeStorage = options.activeStorage
-    this.#clock = options.clock ?? realClock
+    this.#slowStart = new SlowStart(options.clock ?? realClock, () => this.backends, () => this.#refresh())
     this.#algorithm = options.algorithm ?? algorithmOf(options.balance)
     this.#checked = options.checked
     this.#replaceBackends(options.backends, options.addresses)
     this.#setSlowStart(options.slowStartMs ?? 0)
-    this.#picker = this.#rebuild()
+    this.#picks = PickSet.build(this.#pickInputs(), undefined, true)
+    this.#fresh = false
   }
 
   /** Backends that new connections can go to now (primaries, or backups when no primary is usable). */
   get usableCount(): number {
-    return this.#usableCount
+    return this.#picks.usableCount
   }
 
   get usingBackups(): boolean {
-    return this.#usingBackups
+    return this.#picks.usingBackups
   }
 
   byName(name: string): Backend | undefined {
@@ -263,7 +126,7 @@ export class Pool {
   update(options: Omit<PoolOptions, 'name' | 'clock'>): PoolUpdate {
     const algorithm = options.algorithm ?? algorithmOf(options.balance)
     // A new algorithm builds from scratch: the old picker's state means nothing to it.
-    if (algorithm !== this.#algorithm) this.#builtFrom = ''
+    if (algorithm !== this.#algorithm) this.#fresh = true
     this.#algorithm = algorithm
     const wasChecked = this.#checked
     this.#checked = options.checked
@@ -314,7 +177,7 @@ export class Pool {
     if (this.active.length < this.#slots.length) {
       const storage = this.#activeStorage
       this.active = storage !== undefined && storage.length >= this.#slots.length ? storage.subarray(0, this.#slots.length) : grown(this.active, this.#slots.length)
-      this.#taken = grown(this.#taken, this.#slots.length)
+      this.#limits.grow(this.#slots.length)
     }
     this.backends = next
     return { added, removed: [...previous.values()].map((b) => b.name), kept }
@@ -327,9 +190,7 @@ export class Pool {
    * is false. Returns undefined when nothing is left.
    */
   pick(hash: number, tried?: ReadonlySet<number> | null, redispatch = true): Backend | undefined {
-    const found = pickFrom(this.#picker, this.#pickable, hash, tried)
-    if (found !== undefined || !tried || !redispatch || this.#backupPicker === null) return found
-    return pickFrom(this.#backupPicker, this.#backups, hash, tried)
+    return this.#picks.pick(hash, tried, redispatch)
   }
 
   /** Whether the algorithm keeps a client on its backend (then a full backend is waited for, not skipped). */
@@ -339,48 +200,28 @@ export class Pool {
 
   /** Takes a slot of `backend` for a connection when it has one free (always, without maxConns). */
   tryTake(backend: Backend): boolean {
-    if (backend.maxConns > 0 && this.#taken[backend.id]! >= backend.maxConns) return false
-    this.#taken[backend.id]!++
-    return true
+    return this.#limits.tryTake(backend)
   }
 
-  /**
-   * Gives a slot back; the first waiter of the backend's queue gets it (the slot passes to it
-   * directly, so a newcomer cannot jump the queue).
-   */
+  /** Gives a slot back; the first waiter of the backend's queue gets it (no newcomer jumps the queue). */
   giveBack(backend: Backend): void {
-    const queue = this.#queues.get(backend.id)
-    const next = queue?.shift()
-    if (next !== undefined) {
-      if (queue!.length === 0) this.#queues.delete(backend.id)
-      next.wake()
-      return
-    }
-    this.#taken[backend.id]!--
+    this.#limits.giveBack(backend)
   }
 
   /** Queues a waiter for a slot of `backend`; false when the queue is full. */
   enqueue(backend: Backend, waiter: Waiter): boolean {
-    let queue = this.#queues.get(backend.id)
-    if (queue === undefined) this.#queues.set(backend.id, (queue = []))
-    if (queue.length >= MAX_QUEUE) return false
-    queue.push(waiter)
-    return true
+    return this.#limits.enqueue(backend, waiter)
   }
 
   /** Takes a waiter out of its queue (it timed out or its client left). */
   dequeue(backend: Backend, waiter: Waiter): void {
-    const queue = this.#queues.get(backend.id)
-    const at = queue?.indexOf(waiter) ?? -1
-    if (at < 0) return
-    queue!.splice(at, 1)
-    if (queue!.length === 0) this.#queues.delete(backend.id)
+    this.#limits.dequeue(backend, waiter)
   }
 
   /** Connections waiting for a slot of `backend` now. */
   queued(backend: Backend): number {
     if (this.#queuedReader !== undefined) return this.#queuedReader(backend.id)
-    return this.#queues.get(backend.id)?.length ?? 0
+    return this.#limits.queued(backend)
   }
 
   /** The native plane keeps its queues itself (shared counters): `queued` reads them through `reader`. */
@@ -405,10 +246,7 @@ export class Pool {
 
   /** The usable backends and the pickers' lookup data, for a data plane that picks by itself. */
   exportPickData(): PoolPickData {
-    const entriesOf = (backends: readonly Backend[]): PoolPickData['entries'] => backends.map((b) => ({ address: b.address, port: b.port, slot: b.id, maxConns: b.maxConns }))
-    const data = { entries: entriesOf(this.#pickable), pick: this.#picker.exportPickData!() }
-    if (this.#backupPicker === null) return data
-    return { ...data, backup: { entries: entriesOf(this.#backups), pick: this.#backupPicker.exportPickData!() } }
+    return this.#picks.exportPickData()
   }
 
   /** Called after every change of the usable set (the picker was rebuilt): republish pick data. */
@@ -515,100 +353,39 @@ export class Pool {
     backend.lastChangeAt = Date.now()
     backend.lastReason = reason
     backend.lastError = lastError
-    if (!wasUsable && backend.usable && this.#slowStartMs > 0 && (from !== 'starting' || backend.rampOnFirstUp)) {
-      backend.rampStartedAt = this.#clock.now()
-      this.#scheduleRamp()
-    }
+    // As in HAProxy, a backend's first up does not ramp, unless a reload added it.
+    if (!wasUsable && backend.usable && (from !== 'starting' || backend.rampOnFirstUp)) this.#slowStart.begin(backend)
     if (!backend.usable) backend.rampStartedAt = 0
     if (wasUsable !== backend.usable) this.#refresh()
     if (from === to || !backend.current) return
     const change: StateChange = {
-      pool: this.name, backend, from, to, reason, lastError, usableCount: this.#usableCount, usingBackups: this.#usingBackups,
+      pool: this.name, backend, from, to, reason, lastError, usableCount: this.#picks.usableCount, usingBackups: this.#picks.usingBackups,
     }
     for (const l of this.#listeners) l(change)
   }
 
-  /**
-   * A backend's weight for the picker: its configured weight times the pool's scale, or during
-   * a ramp the share of that reached so far (at least 1, so it starts at once, at the smallest
-   * step, as HAProxy's does). A finished ramp is cleared here.
-   */
-  #effectiveWeight(b: Backend, now: number): number {
-    const full = b.weight * this.#weightScale
-    if (b.rampStartedAt === 0) return full
-    const elapsed = now - b.rampStartedAt
-    if (elapsed >= this.#slowStartMs || elapsed < 0) {
-      b.rampStartedAt = 0
-      return full
-    }
-    return Math.max(1, Math.ceil((full * elapsed) / this.#slowStartMs))
-  }
-
   #setSlowStart(slowStartMs: number): void {
-    this.#slowStartMs = slowStartMs
-    // As large as HAProxy's scale while the heaviest weight stays within the balancers' range.
-    const heaviest = Math.max(1, ...this.backends.map((b) => b.weight))
-    const scale = slowStartMs > 0 ? Math.max(1, Math.min(WEIGHT_SCALE, Math.floor(MAX_WEIGHT / heaviest))) : 1
-    if (scale !== this.#weightScale) this.#builtFrom = ''
-    this.#weightScale = scale
-    if (slowStartMs === 0) for (const b of this.backends) b.rampStartedAt = 0
-  }
-
-  /** One timer per pool while any backend ramps: each tick rebuilds only if a weight moved. */
-  #scheduleRamp(): void {
-    if (this.#rampTimer !== undefined) return
-    const stepMs = Math.max(MIN_RAMP_STEP_MS, Math.ceil(this.#slowStartMs / RAMP_STEPS))
-    // The last step lands when the first ramp ends, not up to a step later.
-    const delay = (): number => {
-      let next = stepMs
-      for (const b of this.backends) if (b.rampStartedAt !== 0) next = Math.min(next, b.rampStartedAt + this.#slowStartMs - this.#clock.now())
-      return Math.max(1, next)
-    }
-    const tick = (): void => {
-      this.#rampTimer = undefined
-      this.#refresh()
-      if (this.backends.some((b) => b.rampStartedAt !== 0)) this.#rampTimer = this.#clock.setTimeout(tick, delay())
-    }
-    this.#rampTimer = this.#clock.setTimeout(tick, delay())
+    if (this.#slowStart.configure(slowStartMs)) this.#fresh = true
   }
 
   /** Effective weight by backend id while ramping (for /status and tests); full weight otherwise. */
   weightOf(backend: Backend): number {
-    return this.#effectiveWeight(backend, this.#clock.now())
+    return this.#slowStart.effectiveWeight(backend, this.#slowStart.clock.now())
   }
 
   /** Rebuilds the pickers; a data plane that picks by itself is told when they changed. */
   #refresh(): void {
-    const picker = this.#rebuild()
-    if (picker === this.#picker) return
-    this.#picker = picker
+    const picks = PickSet.build(this.#pickInputs(), this.#picks, this.#fresh)
+    this.#fresh = false
+    if (picks === this.#picks) return
+    this.#picks = picks
     for (const l of this.#rebuildListeners) l()
   }
 
-  #rebuild(): Picker {
-    const primaries = this.backends.filter((b) => b.usable && !b.backup)
-    const backups = this.backends.filter((b) => b.usable && b.backup)
-    this.#usingBackups = primaries.length === 0 && backups.length > 0
-    const pickable = primaries.length > 0 ? primaries : backups
-    this.#pickable = pickable
-    this.#usableCount = pickable.length
-    this.#backups = primaries.length > 0 ? backups : []
-    const now = this.#clock.now()
-    const entries = pickable.map((b) => ({ name: b.name, weight: this.#effectiveWeight(b, now), slot: b.id }))
-    const backupEntries = this.#backups.map((b) => ({ name: b.name, weight: this.#effectiveWeight(b, now), slot: b.id }))
-    // Nothing the pickers see changed: keep them (and round-robin's place in its sequence).
-    const builtFrom = `${signatureOf(entries)}|${signatureOf(backupEntries)}`
-    if (builtFrom === this.#builtFrom) return this.#picker
-    this.#builtFrom = builtFrom
-    this.#backupPicker = backupEntries.length > 0 ? this.#algorithm.createPicker(backupEntries, this.active, this.#backupPicker ?? undefined) : null
-    return this.#algorithm.createPicker(entries, this.active, this.#picker)
+  #pickInputs(): PickInputs {
+    const now = this.#slowStart.clock.now()
+    return { algorithm: this.#algorithm, backends: this.backends, weightOf: (b) => this.#slowStart.effectiveWeight(b, now), active: this.active }
   }
-}
-
-function signatureOf(entries: readonly BalanceEntry[]): string {
-  let out = ''
-  for (const e of entries) out += `${e.slot}:${e.weight},`
-  return out
 }
 
 function algorithmOf(balance: string): Algorithm {
@@ -617,34 +394,6 @@ function algorithmOf(balance: string): Algorithm {
   return algorithm
 }
 
-function grown(array: Int32Array, length: number): Int32Array<ArrayBuffer> {
-  const next = new Int32Array(length)
-  next.set(array)
-  return next
-}
-
 function identity(name: string, address: string, port: number): string {
   return `${name}\n${address}\n${port}`
-}
-
-/** One pick over `pickable` that leaves out `tried` and steers around recent refusals. */
-function pickFrom(picker: Picker, pickable: readonly Backend[], hash: number, tried: ReadonlySet<number> | null | undefined): Backend | undefined {
-  let exclude: Set<number> | null = null
-  if (tried && tried.size > 0) {
-    exclude = new Set()
-    for (let i = 0; i < pickable.length; i++) if (tried.has(pickable[i]!.id)) exclude.add(i)
-  }
-  let index = picker.pick(hash, exclude)
-  if (index < 0) return undefined
-  // Steer around a backend that refused a moment ago, but never refuse a client for it:
-  // if it is the only choice left, it is still tried.
-  const avoidUntil = pickable[index]!.avoidUntil
-  if (avoidUntil !== 0 && avoidUntil > Date.now()) {
-    exclude ??= new Set()
-    const now = Date.now()
-    for (let i = 0; i < pickable.length; i++) if (pickable[i]!.avoidUntil > now) exclude.add(i)
-    const other = picker.pick(hash, exclude)
-    if (other >= 0) index = other
-  }
-  return pickable[index]
 }

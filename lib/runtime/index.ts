@@ -8,7 +8,7 @@ import type { Logger } from 'pino'
 import { formatHostPort } from '../address/index.js'
 import type { Config, ServiceConfig } from '../config/index.js'
 import type { Prober } from '../health/index.js'
-import { Pool, type PoolOptions, type StateChange } from '../pool/index.js'
+import { Pool, type Backend, type PoolOptions, type StateChange } from '../pool/index.js'
 import { choosePlane, nativeEngine, NativeTcpService, noteFallback, type PlaneChoice } from '../native/index.js'
 import { TcpService } from '../tcp/service.js'
 import { UdpService } from '../udp/index.js'
@@ -44,6 +44,15 @@ export class ServiceHandle {
 
   get prober(): Prober | undefined {
     return this.health.prober
+  }
+
+  /**
+   * Connections (and UDP sessions) proxied to `backend` so far, the open ones included, on
+   * either plane: the native plane counts its closed ones from close records and its open ones
+   * in the engine's shared counts.
+   */
+  connectionsTotal(backend: Backend): number {
+    return this.tcp instanceof NativeTcpService ? this.tcp.connectionsTotal(backend) : backend.connectionsTotal
   }
 
   /** TCP connections plus UDP sessions. */

@@ -1,4 +1,6 @@
 /** Helpers for tests of the admin endpoint: HTTP requests to it and an l4lb that has one. */
+import { spawn } from 'node:child_process'
+import { existsSync } from 'node:fs'
 import http from 'node:http'
 import { spawnL4lb, within, type L4lbProcess, type SpawnOptions } from '../helpers/index.js'
 
@@ -49,4 +51,21 @@ export function sampleValue(metrics: string, series: string): number | undefined
     if (line.startsWith(series + ' ')) return Number(line.slice(series.length + 1))
   }
   return undefined
+}
+
+/** promtool (Debian package prometheus; .ci/run installs it), or undefined. */
+export const PROMTOOL = ['/usr/bin/promtool', '/usr/local/bin/promtool'].find((p) => existsSync(p))
+export const PROMTOOL_SKIP = PROMTOOL ? false : 'promtool not installed (Debian package prometheus; .ci/run installs it)'
+
+/** `promtool check metrics` over `text`: its exit code and what it printed (lint findings). */
+export function promtool(text: string): Promise<{ code: number | null; output: string }> {
+  return within(10_000, 'promtool check metrics', new Promise((resolve, reject) => {
+    const p = spawn(PROMTOOL!, ['check', 'metrics'], { stdio: ['pipe', 'pipe', 'pipe'] })
+    let output = ''
+    p.stdout.on('data', (c: Buffer) => (output += c.toString()))
+    p.stderr.on('data', (c: Buffer) => (output += c.toString()))
+    p.on('error', reject)
+    p.on('close', (code) => resolve({ code, output }))
+    p.stdin.end(text)
+  }))
 }

@@ -1,32 +1,10 @@
-import t, { type Test } from 'tap'
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import { spawn } from 'node:child_process'
+import t from 'tap'
+import { readFileSync, writeFileSync } from 'node:fs'
 import http from 'node:http'
-import { tmpdir } from 'node:os'
 import path from 'node:path'
-import { EchoBackend, ROOT, connect, eventually, readLine, whoAnswers, within } from '../helpers/index.js'
-import { request, sampleValue, spawnWithAdmin } from '../admin/helpers.js'
+import { EchoBackend, ROOT, connect, eventually, readLine, whoAnswers, within, tempDir } from '../helpers/index.js'
+import { PROMTOOL_SKIP, promtool, request, sampleValue, spawnWithAdmin } from '../admin/helpers.js'
 import { PLANES, planeArgs, planeSkip } from '../helpers/planes.js'
-
-function tmp(t: Test): string {
-  const dir = mkdtempSync(path.join(tmpdir(), 'l4lb-admin-'))
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
-  return dir
-}
-
-const PROMTOOL = ['/usr/bin/promtool', '/usr/local/bin/promtool'].find((p) => existsSync(p))
-
-function promtool(text: string): Promise<{ code: number | null; output: string }> {
-  return within(10_000, 'promtool check metrics', new Promise((resolve, reject) => {
-    const p = spawn(PROMTOOL!, ['check', 'metrics'], { stdio: ['pipe', 'pipe', 'pipe'] })
-    let output = ''
-    p.stdout.on('data', (c: Buffer) => (output += c.toString()))
-    p.stderr.on('data', (c: Buffer) => (output += c.toString()))
-    p.on('error', reject)
-    p.on('close', (code) => resolve({ code, output }))
-    p.stdin.end(text)
-  }))
-}
 
 /** Metric families by name from `# TYPE` lines; throws on a name typed twice. */
 function families(text: string): Map<string, string> {
@@ -41,7 +19,7 @@ function families(text: string): Map<string, string> {
 }
 
 t.test('metrics pass promtool check metrics, and OpenMetrics sees one family per name', async (t) => {
-  const dir = tmp(t)
+  const dir = tempDir(t, 'l4lb-admin-')
   const a = await new EchoBackend('a').start()
   t.teardown(() => a.stop())
   const file = path.join(dir, 'l4lb.yaml')
@@ -87,7 +65,7 @@ t.test('metrics pass promtool check metrics, and OpenMetrics sees one family per
   t.equal(sampleValue(text, 'l4lb_udp_active_sessions{service="game"}'), 0)
   t.equal(sampleValue(text, `l4lb_backend_weight{service="web",backend="${a.address}"}`), 1)
 
-  t.test('promtool check metrics', { skip: PROMTOOL ? false : 'promtool not installed (Debian package prometheus; .ci/run installs it)' }, async (t) => {
+  t.test('promtool check metrics', { skip: PROMTOOL_SKIP }, async (t) => {
     const result = await promtool(text)
     t.equal(result.code, 0, result.output)
     t.equal(result.output.trim(), '', 'no lint finding')
@@ -98,7 +76,7 @@ t.test('metrics pass promtool check metrics, and OpenMetrics sees one family per
 })
 
 t.test('every wrong method on every route answers 405 with Allow; only the page is served without the token', async (t) => {
-  const dir = tmp(t)
+  const dir = tempDir(t, 'l4lb-admin-')
   const a = await new EchoBackend('a').start()
   t.teardown(() => a.stop())
   writeFileSync(path.join(dir, 'token'), 's3cret\n')
@@ -147,7 +125,7 @@ t.test('every wrong method on every route answers 405 with Allow; only the page 
 })
 
 t.test('POST /backends/{service}/{address}/weight: picks follow, /status and /metrics show it, a reload restores the config', async (t) => {
-  const dir = tmp(t)
+  const dir = tempDir(t, 'l4lb-admin-')
   const a = await new EchoBackend('a').start()
   const b = await new EchoBackend('b').start()
   t.teardown(() => Promise.all([a.stop(), b.stop()]))
@@ -215,12 +193,15 @@ for (const plane of PLANES) {
     t.equal(sampleValue(metrics, `l4lb_active_connections{service="pg",backend="${a.address}"}`), 1, 'the connection is still open')
     t.ok(sampleValue(metrics, `l4lb_bytes_total{service="pg",backend="${a.address}",direction="in"}`)! >= N, 'bytes from the client counted while open')
     t.ok(sampleValue(metrics, `l4lb_bytes_total{service="pg",backend="${a.address}",direction="out"}`)! >= N + 2, 'bytes from the backend counted while open')
+    t.equal(sampleValue(metrics, `l4lb_connections_total{service="pg",backend="${a.address}"}`), 1, 'the connection counts in the total while open')
     const backend = JSON.parse((await request(adminPort, '/status')).body).services[0].backends[0]
     t.ok(backend.bytesIn >= N && backend.bytesOut >= N + 2, `/status too (${backend.bytesIn}/${backend.bytesOut})`)
+    t.equal(backend.connectionsTotal, 1, '/status counts it too')
 
     socket.end()
     await lb.waitForLog('connection closed', (l) => l.msg === 'connection closed')
     const after = (await request(adminPort, '/metrics')).body
+    t.equal(sampleValue(after, `l4lb_connections_total{service="pg",backend="${a.address}"}`), 1, 'and once after it closed')
     t.equal(sampleValue(after, `l4lb_bytes_total{service="pg",backend="${a.address}",direction="in"}`), N, 'at close the count is exact, and never went back')
     t.equal(sampleValue(after, `l4lb_bytes_total{service="pg",backend="${a.address}",direction="out"}`), N + 2)
   })

@@ -1,17 +1,10 @@
-import t, { type Test } from 'tap'
-import { existsSync, mkdtempSync, readFileSync, writeFileSync, rmSync } from 'node:fs'
+import t from 'tap'
+import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { spawn } from 'node:child_process'
-import { tmpdir } from 'node:os'
 import path from 'node:path'
 import http from 'node:http'
 import type { Socket } from 'node:net'
-import { BIN, ROOT, EchoBackend, connect, eventually, readLine, runL4lb, spawnL4lb, whoAnswers, within } from '../helpers/index.js'
-
-function tmp(t: Test): string {
-  const dir = mkdtempSync(path.join(tmpdir(), 'l4lb-test-'))
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
-  return dir
-}
+import { BIN, ROOT, EchoBackend, connect, eventually, readLine, runL4lb, spawnL4lb, whoAnswers, within, tempDir } from '../helpers/index.js'
 
 function get(port: number, urlPath: string, token?: string): Promise<{ status: number; body: string }> {
   return within(5000, `GET ${urlPath}`, new Promise((resolve, reject) => {
@@ -25,7 +18,7 @@ function get(port: number, urlPath: string, token?: string): Promise<{ status: n
 }
 
 t.test('l4lb check prints every config error as FILE:LINE: key: message', async (t) => {
-  const dir = tmp(t)
+  const dir = tempDir(t, 'l4lb-test-')
   const file = path.join(dir, 'bad.yaml')
   writeFileSync(file, [
     'services:',
@@ -59,7 +52,7 @@ t.test('l4lb check prints every config error as FILE:LINE: key: message', async 
 })
 
 t.test('admin API: /status and /metrics after traffic, drain from the CLI, bearer token', async (t) => {
-  const dir = tmp(t)
+  const dir = tempDir(t, 'l4lb-test-')
   const a = await new EchoBackend('a').start()
   const b = await new EchoBackend('b').start()
   t.teardown(() => Promise.all([a.stop(), b.stop()]))
@@ -112,7 +105,7 @@ t.test('admin API: /status and /metrics after traffic, drain from the CLI, beare
 })
 
 t.test('the admin endpoint on a unix socket path serves l4lb status', async (t) => {
-  const dir = tmp(t)
+  const dir = tempDir(t, 'l4lb-test-')
   const a = await new EchoBackend('a').start()
   t.teardown(() => a.stop())
   const sock = path.join(dir, 'admin.sock')
@@ -129,7 +122,7 @@ t.test('the admin endpoint on a unix socket path serves l4lb status', async (t) 
 })
 
 t.test('SIGHUP reload: 200 streaming connections survive, new weights apply, an invalid file is refused', async (t) => {
-  const dir = tmp(t)
+  const dir = tempDir(t, 'l4lb-test-')
   const a = await new EchoBackend('a').start()
   const b = await new EchoBackend('b').start()
   t.teardown(() => Promise.all([a.stop(), b.stop()]))
@@ -194,7 +187,7 @@ function which(cmd: string): boolean {
 }
 
 t.test('systemd: READY=1 after listeners bind, RELOADING=1/READY=1 around a reload, STOPPING=1', { skip: !which('python3') || !which('systemd-notify') ? 'needs python3 and systemd-notify' : false }, async (t) => {
-  const dir = tmp(t)
+  const dir = tempDir(t, 'l4lb-test-')
   const sock = path.join(dir, 'notify.sock')
   // A few lines of Python stand in for systemd: they print each datagram sent to the socket.
   const receiver = 'import socket,sys\ns=socket.socket(socket.AF_UNIX,socket.SOCK_DGRAM)\ns.bind(sys.argv[1])\nwhile True: print(s.recv(65536).decode(), flush=True)'
@@ -221,7 +214,7 @@ t.test('systemd: READY=1 after listeners bind, RELOADING=1/READY=1 around a relo
 })
 
 t.test('systemd-analyze verify accepts conf/l4lb.service', { skip: !which('systemd-analyze') ? 'needs systemd-analyze' : false }, async (t) => {
-  const dir = tmp(t)
+  const dir = tempDir(t, 'l4lb-test-')
   // verify checks that ExecStart's binary exists: point it at this checkout's bin/l4lb.
   const unit = readFileSync(path.join(ROOT, 'conf', 'l4lb.service'), 'utf8').replaceAll('/usr/bin/l4lb', BIN)
   const file = path.join(dir, 'l4lb.service')

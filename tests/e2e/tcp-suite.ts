@@ -3,7 +3,7 @@ import net, { type Socket } from 'node:net'
 import { createHash } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
 import {
-  EchoBackend, connect, eventually, readAll, readLine, rssBytes, spawnL4lb, whoAnswers, within, listen, closeServer,
+  EchoBackend, connect, eventually, hangingBackend, readAll, readLine, rssBytes, spawnL4lb, whoAnswers, within, listen, closeServer,
 } from '../helpers/index.js'
 import { planeArgs, planeSkip, type Plane } from '../helpers/planes.js'
 
@@ -90,20 +90,35 @@ export function tcpTests(t: Test, plane: Plane): void {
       t.equal(retried.backend, bs[0]!.address)
     })
 
-    t.test('bytes the client sends before the backend connects are not lost on retry', async (t) => {
-      const bs = await backends(t, ['alive'])
-      const dead = net.createServer()
-      const deadPort = await listen(dead)
-      await closeServer(dead)
-      // ip-hash style determinism is not needed: with round-robin the dead backend comes first half the time.
-      const lb = await l4lb(t, ['-b', `127.0.0.1:${deadPort}`, '-b', bs[0]!.address, '--balance', 'round-robin'])
-      for (let i = 0; i < 4; i++) {
-        const socket = await connect(lb.ports[0]!)
-        socket.write('early bytes\n')
+    t.test('bytes a client sends while its backend connect hangs wait unread, and reach the backend tried next', async (t) => {
+      const CONNECT_TIMEOUT_MS = 1500
+      const [alive] = await backends(t, ['alive'])
+      const hanging = await hangingBackend(t)
+      // Round-robin over two primaries: one of two connections tries the hanging one first.
+      const lb = await l4lb(t, ['-b', `127.0.0.1:${hanging}`, '-b', alive!.address, '--balance', 'round-robin', '--retries', '1', '--connect-timeout', `${CONNECT_TIMEOUT_MS}ms`])
+      const connections: Array<{ client: string; pendingAtWrite: boolean }> = []
+      for (let i = 0; i < 2; i++) {
+        const acceptedBefore = alive!.accepted
+        const socket = await connect(lb.ports[0]!, '127.0.0.1', source(i + 2000))
+        await new Promise<void>((resolve, reject) => socket.write('early bytes\n', (err) => (err ? reject(err) : resolve())))
+        // The kernel has the bytes; if no backend has taken this connection yet, they wait unread.
+        connections.push({ client: `${socket.localAddress}:${socket.localPort}`, pendingAtWrite: alive!.accepted === acceptedBefore })
         socket.end()
-        const { data } = await within(5000, 'echo', readAll(socket))
-        t.equal(data.toString(), 'alive\nearly bytes\n', `connection ${i}`)
+        const { data } = await within(CONNECT_TIMEOUT_MS + 10_000, 'echo', readAll(socket))
+        t.equal(data.toString(), 'alive\nearly bytes\n', `connection ${i}: the early bytes arrive after the greeting`)
       }
+      const closes = await eventually('both close lines', () => {
+        const lines = lb.logs.filter((l) => l.msg === 'connection closed')
+        return lines.length >= 2 ? lines : undefined
+      })
+      const retried = closes.filter((l) => l.attempts === 2)
+      t.equal(retried.length, 1, 'exactly one connection was retried')
+      const line = retried[0]!
+      t.match(line, { backend: alive!.address, bytesIn: 'early bytes\n'.length }, 'the retry carried the early bytes to the live backend')
+      t.ok(Number(line.durationMs) >= CONNECT_TIMEOUT_MS, `it waited out the hanging connect first (${line.durationMs} ms)`)
+      const ours = connections.find((c) => c.client === line.client)
+      t.ok(ours, `the retried connection is one of ours (${String(line.client)})`)
+      t.equal(ours?.pendingAtWrite, true, 'its bytes were written while no backend had it: they were pending')
     })
 
     t.test('when no backend accepts, the client is closed promptly and the balancer keeps running', async (t) => {
@@ -153,7 +168,7 @@ export function tcpTests(t: Test, plane: Plane): void {
       await within(3000, 'FIN from the backend side', ended)
       s2.end('still talking\n')
       await eventually('backend to receive data after its own FIN', () => received === 'still talking\n')
-      t.pass('data flows client→backend after backend→client was closed')
+      t.equal(received, 'still talking\n', 'data flows client→backend after backend→client was closed')
     })
 
     t.test('a 64 MiB transfer each way arrives byte-exact', async (t) => {

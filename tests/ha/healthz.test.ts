@@ -5,10 +5,9 @@
  */
 import t from 'tap'
 import http from 'node:http'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { writeFileSync } from 'node:fs'
 import path from 'node:path'
-import { EchoBackend, connect, eventually, readLine, runL4lb, spawnL4lb } from '../helpers/index.js'
+import { EchoBackend, connect, eventually, readLine, runL4lb, spawnL4lb, tempDir } from '../helpers/index.js'
 
 function get(port: number, urlPath: string): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
@@ -21,8 +20,7 @@ function get(port: number, urlPath: string): Promise<{ status: number; body: str
 }
 
 t.test('healthz follows every service\'s usable set, by health checks and by admin state; status --healthy exits 0/1', async (t) => {
-  const dir = mkdtempSync(path.join(tmpdir(), 'l4lb-healthz-'))
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const dir = tempDir(t, 'l4lb-healthz-')
   const web = await new EchoBackend('web').start()
   const db = await new EchoBackend('db').start()
   t.teardown(() => Promise.all([web.stop(), db.stop()]))

@@ -2,21 +2,14 @@
  * `l4lb map`: two hosts with one config agree on every key (issue 15), and map's answer is the
  * data path's answer, also over a running instance's live usable set.
  */
-import t, { type Test } from 'tap'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import t from 'tap'
+import { writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { configFromFlags, type FlagValues } from '../../lib/config/index.js'
 import { runMap, type MapOptions } from '../../lib/cli/map.js'
-import { EchoBackend, runL4lb, spawnL4lb, whoAnswers } from '../helpers/index.js'
+import { EchoBackend, runL4lb, spawnL4lb, whoAnswers, tempDir } from '../helpers/index.js'
 
 const KEY_COUNT = 10_000
-
-function tmp(t: Test): string {
-  const dir = mkdtempSync(path.join(tmpdir(), 'l4lb-map-'))
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
-  return dir
-}
 
 /** 10,000 client addresses with source ports, a quarter of them IPv6. */
 function keys(): string[] {
@@ -59,7 +52,7 @@ function configFile(dir: string, name: string, order: (list: string[]) => string
 }
 
 t.test('two processes with one config, backends listed in different orders, map 10,000 keys identically for every hashing algorithm', async (t) => {
-  const dir = tmp(t)
+  const dir = tempDir(t, 'l4lb-map-')
   const keysFile = path.join(dir, 'keys')
   writeFileSync(keysFile, '# client addresses\n' + keys().join('\n') + '\n')
   const a = configFile(dir, 'a.yaml', (l) => l)

@@ -7,11 +7,12 @@
  * `create` first removes stale namespaces with that prefix left by a run that was killed.
  */
 import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { childEnv, ROOT } from '../helpers/index.js'
+import type { Test } from 'tap'
+import { BIN, childEnv, ROOT } from '../helpers/index.js'
 
 /**
  * tap's processinfo injects its loader through NODE_OPTIONS into every spawn (see helpers'
@@ -81,6 +82,19 @@ export class Lab {
   readonly #onSigterm = (): void => {
     this.#onExit()
     process.exit(143)
+  }
+
+  /**
+   * A lab for one tap test: destroyed when the test ends, after printing every process's last
+   * output when the test failed.
+   */
+  static async forTest(t: Test, prefix: string, names: readonly string[]): Promise<Lab> {
+    const lab = await Lab.create(prefix, names)
+    t.teardown(async () => {
+      if (!t.passing()) process.stderr.write(lab.dump() + '\n')
+      await lab.destroy()
+    })
+    return lab
   }
 
   /** Removes stale namespaces of this prefix, then makes fresh ones (lo up in each). */
@@ -163,6 +177,31 @@ export class Lab {
     return daemon
   }
 
+  /** Echo backends (peer.ts) on each `host:port` of `backends` inside namespace `name`; resolves once all listen. */
+  async startBackends(name: string, backends: readonly string[]): Promise<Daemon> {
+    const echo = this.start(name, 'backends', [process.execPath, PEER, 'echo', ...backends])
+    await echo.waitFor('backends listening', new RegExp(`listening ${backends.at(-1)!.replace(/\./g, '\\.')}`))
+    return echo
+  }
+
+  /**
+   * Starts l4lb in namespace `name` as the HA scenarios run it: one service on `:port` over
+   * `backends` in the order given (Maglev, the default, so order must not matter), TCP checks
+   * every 200 ms with fall 2, admin (and /healthz) on 127.0.0.1:9090. Returns the config file too.
+   */
+  startL4lb(name: string, port: number, backends: readonly string[]): { daemon: Daemon; config: string } {
+    const config = path.join(this.dir, `${name}.yaml`)
+    writeFileSync(config, `services:
+  - name: vip
+    listen: [":${port}"]
+    health: { type: tcp, interval: 200ms, timeout: 500ms, rise: 1, fall: 2 }
+    backends: [${backends.map((b) => JSON.stringify(b)).join(', ')}]
+admin: 127.0.0.1:9090
+log: { level: warn }
+`)
+    return { daemon: this.start(name, `l4lb-${name}`, [process.execPath, BIN, '-c', config]), config }
+  }
+
   /** The last lines of every process's output, for a failing test's diagnostics. */
   dump(): string {
     return this.#daemons.map((d) => `--- ${d.name} (pid ${d.proc.pid ?? '?'}, exit ${d.proc.exitCode ?? d.proc.signalCode ?? 'running'})\n${d.output().split('\n').slice(-25).join('\n')}`).join('\n')
@@ -208,13 +247,15 @@ async function removeStale(prefix: string): Promise<void> {
   }
 }
 
-/** Polls until `check` gives a truthy value; resolves with it and the ms it took. Bounded. */
-export async function until<T>(what: string, check: () => Promise<T | undefined | false>, timeoutMs: number, stepMs = 50): Promise<{ value: T; ms: number }> {
-  const started = Date.now()
-  for (;;) {
-    const value = await check()
-    if (value) return { value, ms: Date.now() - started }
-    if (Date.now() - started > timeoutMs) throw new Error(`timed out after ${timeoutMs}ms waiting for ${what}`)
-    await sleep(stepMs)
+/**
+ * An example from conf/ with each `from` replaced; each must occur, so a changed example fails
+ * here instead of passing a test that no longer exercises it.
+ */
+export function renderExample(file: string, text: string, replacements: ReadonlyArray<readonly [string, string]>): string {
+  let out = text
+  for (const [from, to] of replacements) {
+    if (!out.includes(from)) throw new Error(`conf/${file} no longer contains ${JSON.stringify(from)}`)
+    out = out.split(from).join(to)
   }
+  return out
 }

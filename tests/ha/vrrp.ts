@@ -11,8 +11,8 @@
 import type { Test } from 'tap'
 import { readFileSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
-import { BIN, ROOT } from '../helpers/index.js'
-import { Lab, PEER, run, skipReason, until, type Daemon } from './netns.js'
+import { ROOT, eventually } from '../helpers/index.js'
+import { Lab, PEER, renderExample, run, skipReason, type Daemon } from './netns.js'
 
 const VIP = '198.18.0.10'
 const PORT = 8000
@@ -26,15 +26,6 @@ const LBS = {
 type LbName = keyof typeof LBS
 
 const skip = skipReason(['keepalived', 'curl'])
-
-function render(text: string, replacements: ReadonlyArray<readonly [string, string]>): string {
-  let out = text
-  for (const [from, to] of replacements) {
-    if (!out.includes(from)) throw new Error(`conf/keepalived.conf.example no longer contains ${JSON.stringify(from)}`)
-    out = out.split(from).join(to)
-  }
-  return out
-}
 
 interface Attempt {
   at: number
@@ -50,11 +41,7 @@ export const VRRP_SKIP = skip
 export async function vrrpScenario(t: Test): Promise<void> {
   const startedAt = Date.now()
   const phase = (what: string): void => void t.comment(`+${Date.now() - startedAt} ms: ${what}`)
-  const lab = await Lab.create('l4hav-', ['br', 'client', 'lb1', 'lb2', 'be'])
-  t.teardown(async () => {
-    if (!t.passing()) process.stderr.write(lab.dump() + '\n')
-    await lab.destroy()
-  })
+  const lab = await Lab.forTest(t, 'l4hav-', ['br', 'client', 'lb1', 'lb2', 'be'])
 
   // --- one LAN: a bridge inside its own namespace ----------------------------------------
   const br = lab.ns('br')
@@ -67,43 +54,32 @@ export async function vrrpScenario(t: Test): Promise<void> {
   ])
   phase('namespaces wired')
   // --- daemons ----------------------------------------------------------------------------
-  const echo = lab.start('be', 'backends', [process.execPath, PEER, 'echo', ...BACKENDS])
-  await echo.waitFor('backends listening', new RegExp(`listening ${BACKENDS[2]!.replace(/\./g, '\\.')}`))
+  await lab.startBackends('be', BACKENDS)
   const l4lb: Partial<Record<LbName, Daemon>> = {}
-  const startL4lb = (n: LbName): Daemon => {
-    const file = path.join(lab.dir, `${n}.yaml`)
-    writeFileSync(file, `services:
-  - name: vip
-    listen: [":${PORT}"]
-    health: { type: tcp, interval: 200ms, timeout: 500ms, rise: 1, fall: 2 }
-    backends: [${LBS[n].order.map((i) => JSON.stringify(BACKENDS[i])).join(', ')}]
-admin: 127.0.0.1:9090
-log: { level: warn }
-`)
-    return (l4lb[n] = lab.start(n, `l4lb-${n}`, [process.execPath, BIN, '-c', file]))
-  }
+  const startL4lb = (n: LbName): Daemon => (l4lb[n] = lab.startL4lb(n, PORT, LBS[n].order.map((i) => BACKENDS[i]!)).daemon)
   const healthy = (n: LbName): Promise<boolean> => lab.exec(n, ['curl', '-fs', '-o', '/dev/null', '-m', '2', 'http://127.0.0.1:9090/healthz']).then(() => true, () => false)
   for (const n of Object.keys(LBS) as LbName[]) startL4lb(n)
   const client = lab.start('client', 'client', [process.execPath, PEER, 'loop', `${VIP}:${PORT}`, String(LOOP_INTERVAL_MS)])
-  await Promise.all((Object.keys(LBS) as LbName[]).map((n) => until(`${n}'s l4lb to be healthy`, () => healthy(n), 60_000, 100)))
+  await Promise.all((Object.keys(LBS) as LbName[]).map((n) => eventually(`${n}'s l4lb to be healthy`, () => healthy(n), 60_000, 100)))
 
   phase('both l4lbs healthy')
   const example = readFileSync(path.join(ROOT, 'conf', 'keepalived.conf.example'), 'utf8')
   const keepalived: Partial<Record<LbName, Daemon>> = {}
   for (const n of Object.keys(LBS) as LbName[]) {
     const conf = path.join(lab.dir, `keepalived-${n}.conf`)
-    writeFileSync(conf, render(example, [['192.0.2.10/24 dev eth0', `${VIP}/24 dev eth0`], ['priority 150', `priority ${LBS[n].priority}`]]))
+    writeFileSync(conf, renderExample('keepalived.conf.example', example, [['192.0.2.10/24 dev eth0', `${VIP}/24 dev eth0`], ['priority 150', `priority ${LBS[n].priority}`]]))
     keepalived[n] = lab.start(n, `keepalived-${n}`, ['keepalived', '--dont-fork', '--log-console', '--log-detail', '--no-syslog', '--vrrp',
       '-f', conf, '-p', path.join(lab.dir, `keepalived-${n}.pid`), '-r', path.join(lab.dir, `vrrp-${n}.pid`)])
   }
   const holds = async (n: LbName): Promise<boolean> => (await run('ip', ['-n', lab.ns(n), '-o', 'addr', 'show', 'dev', 'eth0'])).includes(` ${VIP}/`)
-  const elected = await until('lb1 to hold the VIP', async () => (await holds('lb1')) && !(await holds('lb2')), 30_000, 100)
-  t.comment(`lb1 became MASTER ${elected.ms} ms after keepalived started`)
+  const keepalivedAt = Date.now()
+  await eventually('lb1 to hold the VIP', async () => (await holds('lb1')) && !(await holds('lb2')), 30_000, 100)
+  t.comment(`lb1 became MASTER ${Date.now() - keepalivedAt} ms after keepalived started`)
 
   // --- a client connects in a loop (from now: Node starts slowly on a shared box) -------------
   const attempts = (): Attempt[] => client.output().split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Attempt)
   const viaName = new Map<string, LbName>([[LBS.lb1.addr, 'lb1'], [LBS.lb2.addr, 'lb2']])
-  await until('10 answers through lb1', async () => attempts().filter((a) => a.ok && a.via === LBS.lb1.addr).length >= 10, 60_000)
+  await eventually('10 answers through lb1', async () => attempts().filter((a) => a.ok && a.via === LBS.lb1.addr).length >= 10, 60_000)
   phase('client answered through lb1')
   const backendBefore = new Set(attempts().filter((a) => a.ok).map((a) => a.backend))
   t.equal(backendBefore.size, 1, 'one client address, one backend')
@@ -113,34 +89,33 @@ log: { level: warn }
   const logOffset = keepalivedLb1.output().length
   const killedAt = Date.now()
   l4lb.lb1!.proc.kill('SIGKILL')
-  const [moved, recovered] = await Promise.all([
-    until('the VIP to move to lb2', async () => (await holds('lb2')) && !(await holds('lb1')), 15_000, 100).then((moved) => {
+  const [movedMs, firstOk] = await Promise.all([
+    eventually('the VIP to move to lb2', async () => (await holds('lb2')) && !(await holds('lb1')), 15_000, 100).then(() => {
       // Restore lb1 as soon as it has let go: a Node start takes seconds on a shared box.
       startL4lb('lb1')
-      return moved
+      return Date.now() - killedAt
     }),
-    until('an answer through lb2', async () => attempts().find((a) => a.ok && a.at >= killedAt && a.via === LBS.lb2.addr), 15_000, 20),
+    eventually('an answer through lb2', async () => attempts().find((a) => a.ok && a.at >= killedAt && a.via === LBS.lb2.addr), 15_000, 20),
   ])
-  const firstOk = recovered.value
   const failoverMs = firstOk.at - killedAt
   const failed = attempts().filter((a) => !a.ok && a.at >= killedAt && a.at < firstOk.at)
   const errors = [...new Set(failed.map((a) => a.error))].join(', ')
-  t.comment(`SIGKILL lb1's l4lb: VIP on lb2 after ${moved.ms} ms; first new connection through lb2 ${failoverMs} ms after the kill; ${failed.length} connects failed (${errors || 'none'}) at one attempt per ${LOOP_INTERVAL_MS} ms`)
+  t.comment(`SIGKILL lb1's l4lb: VIP on lb2 after ${movedMs} ms; first new connection through lb2 ${failoverMs} ms after the kill; ${failed.length} connects failed (${errors || 'none'}) at one attempt per ${LOOP_INTERVAL_MS} ms`)
   t.ok(failoverMs < FAILOVER_LIMIT_MS, `new connections succeed within ${FAILOVER_LIMIT_MS} ms (${failoverMs} ms)`)
   t.ok(failed.length <= Math.ceil(FAILOVER_LIMIT_MS / LOOP_INTERVAL_MS), `failed connects are bounded by the failover window (${failed.length})`)
-  await until('10 more answers after the failover', async () => attempts().filter((a) => a.at > firstOk.at).length >= 10, 15_000)
+  await eventually('10 more answers after the failover', async () => attempts().filter((a) => a.at > firstOk.at).length >= 10, 15_000)
   const afterFailover = attempts().filter((a) => a.at > firstOk.at)
   t.ok(afterFailover.every((a) => a.ok && a.via === LBS.lb2.addr), 'after the failover every connection succeeds, through lb2')
   t.same(new Set(afterFailover.map((a) => a.backend)), backendBefore, 'the client reaches the same backend through lb2 (Maglev on both)')
 
   // --- lb1's l4lb comes back: nopreempt ------------------------------------------------------
-  await until('lb1\'s l4lb healthy again', () => healthy('lb1'), 60_000, 100)
+  await eventually('lb1\'s l4lb healthy again', () => healthy('lb1'), 60_000, 100)
   const restoredAt = Date.now()
   // lb1's keepalived leaves FAULT once its check has passed `rise` times; it must come back as BACKUP.
-  await until('lb1\'s keepalived to leave FAULT', async () => /Entering FAULT STATE[\s\S]*Entering BACKUP STATE/.test(keepalivedLb1.output().slice(logOffset)), 15_000, 50)
+  await eventually('lb1\'s keepalived to leave FAULT', async () => /Entering FAULT STATE[\s\S]*Entering BACKUP STATE/.test(keepalivedLb1.output().slice(logOffset)), 15_000, 50)
   const backupAt = Date.now()
   // Three advertisement intervals: a preempting lb1 would have taken the address by then.
-  await until('three advert intervals to pass', async () => Date.now() - backupAt >= 3000, 5000, 100)
+  await eventually('three advert intervals to pass', async () => Date.now() - backupAt >= 3000, 5000, 100)
   t.ok(await holds('lb2'), 'nopreempt: the VIP stays on lb2 after lb1 is healthy again')
   t.notOk(await holds('lb1'), 'lb1 waits as BACKUP')
   const afterRestore = attempts().filter((a) => a.at >= restoredAt)

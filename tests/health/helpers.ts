@@ -1,5 +1,6 @@
 import net from 'node:net'
 import type { AddressInfo } from 'node:net'
+import { within } from '../helpers/index.js'
 import type { CheckResult, CheckRunner, Clock, HealthEvent, RunningCheck, TimerHandle } from '../../lib/health/index.js'
 
 /**
@@ -123,36 +124,9 @@ export class EventLog {
   }
 
   next(match: (e: HealthEvent) => boolean, timeoutMs: number, what: string): Promise<HealthEvent> {
-    return withTimeout(
-      new Promise<HealthEvent>((resolve) => {
-        this.#waiters.push({ match, resolve })
-      }),
-      timeoutMs,
-      what,
-    )
-  }
-}
-
-export async function withTimeout<T>(promise: Promise<T>, timeoutMs: number, what: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined
-  try {
-    return await Promise.race([
-      promise,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)), timeoutMs)
-      }),
-    ])
-  } finally {
-    clearTimeout(timer)
-  }
-}
-
-/** Polls `condition` every 5 ms, failing after `timeoutMs`. */
-export async function until(condition: () => boolean, timeoutMs: number, what: string): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
-    await new Promise((resolve) => setTimeout(resolve, 5))
+    return within(timeoutMs, what, new Promise<HealthEvent>((resolve) => {
+      this.#waiters.push({ match, resolve })
+    }))
   }
 }
 

@@ -1,7 +1,8 @@
 // The prober against real loopback sockets: the operator's stories, end to end.
 import t from 'tap'
 import { Prober, realClock, type CheckOptions, type CheckResult, type Clock, type HealthEvent, type TimerHandle } from '../../lib/health/index.js'
-import { EventLog, TestServer, until } from './helpers.js'
+import { eventually } from '../helpers/index.js'
+import { EventLog, TestServer } from './helpers.js'
 
 const SSL_REQUEST = Buffer.from('0000000804d2162f', 'hex')
 
@@ -106,7 +107,7 @@ t.test('a flapping backend (answers alternately right and wrong) never changes s
   )
   t.teardown(() => server.close())
   prober.start()
-  await until(() => prober.history(1).length >= 10, 5000, '10 checks')
+  await eventually('10 checks', () => prober.history(1).length >= 10, 5000, 5)
   await prober.stop()
   const history = prober.history(1)
   t.same(
@@ -165,7 +166,7 @@ t.test('http: a Patroni leader (GET /primary → 200) is up, a replica (→ 503)
   const log = new EventLog()
   const prober = new Prober({ type: 'http', httpPath: '/primary', ...fast }, [targetOf(1, leaderPort), targetOf(2, replicaPort)], log.listener)
   prober.start()
-  await until(() => prober.history(1).length >= 3 && prober.history(2).length >= 3, 3000, 'three checks each')
+  await eventually('three checks each', () => prober.history(1).length >= 3 && prober.history(2).length >= 3, 3000, 5)
   await prober.stop()
   t.equal(prober.isUp(1), true)
   t.equal(prober.isUp(2), false)
@@ -195,7 +196,7 @@ t.test('stop() cancels an in-flight check and leaves no socket or timer behind',
     { clock },
   )
   prober.start()
-  await until(() => silent.sockets.size === 1, 3000, 'the check to connect')
+  await eventually('the check to connect', () => silent.sockets.size === 1, 3000, 5)
   t.ok(sockets() >= baseline + 2, 'check socket and server socket are open')
   const stopped = Date.now()
   await prober.stop()
@@ -204,6 +205,6 @@ t.test('stop() cancels an in-flight check and leaves no socket or timer behind',
   t.equal(clock.live.size, 0, 'no timers left')
   t.same(prober.history(1), [], 'a cancelled check is not a result')
   await silent.close()
-  await until(() => sockets() <= baseline, 3000, 'the server side to close')
+  await eventually('the server side to close', () => sockets() <= baseline, 3000, 5)
   t.equal(sockets(), baseline)
 })

@@ -5,6 +5,8 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import net, { type AddressInfo, type Server, type Socket } from 'node:net'
 import { fileURLToPath } from 'node:url'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 
@@ -23,6 +25,22 @@ export function childEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
   return env
 }
 
+/** Whether this machine has an IPv6 loopback (::1) to listen on. */
+export function canUseIPv6(): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.createServer()
+    s.once('error', () => resolve(false))
+    s.listen(0, '::1', () => s.close(() => resolve(true)))
+  })
+}
+
+/** A fresh directory under the system's temp dir, removed when the test ends. */
+export function tempDir(t: { teardown(fn: () => unknown): void }, prefix = 'l4lb-test-'): string {
+  const dir = mkdtempSync(path.join(tmpdir(), prefix))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  return dir
+}
+
 /** Rejects with a message naming what we were waiting for, so a hang becomes a clear failure. */
 export function within<T>(ms: number, what: string, promise: Promise<T>): Promise<T> {
   let timer: NodeJS.Timeout
@@ -32,8 +50,14 @@ export function within<T>(ms: number, what: string, promise: Promise<T>): Promis
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer))
 }
 
-/** Polls `check` until it returns a truthy value (bounded). */
-export async function eventually<T>(what: string, check: () => T | Promise<T>, timeoutMs = 5000, stepMs = 20): Promise<T> {
+type Falsy = false | 0 | '' | null | undefined
+
+/**
+ * Polls `check` every `stepMs` until it returns a truthy value, and resolves with it; rejects
+ * naming `what` after `timeoutMs`. The one polling wait of the tests: wait for an event where
+ * there is one (`within`), poll only state that has none.
+ */
+export async function eventually<T>(what: string, check: () => T | Falsy | Promise<T | Falsy>, timeoutMs = 5000, stepMs = 20): Promise<T> {
   const deadline = Date.now() + timeoutMs
   for (;;) {
     const value = await check()
@@ -41,6 +65,18 @@ export async function eventually<T>(what: string, check: () => T | Promise<T>, t
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs}ms waiting for ${what}`)
     await sleep(stepMs)
   }
+}
+
+/**
+ * A port free right now on `host`, for peers (HAProxy, nginx, PostgreSQL) that cannot listen on
+ * port 0 and report it. Another process can take it before the peer binds: callers that start
+ * many peers at once retry on a bind error (TestPostgres does).
+ */
+export async function freePort(host = '127.0.0.1'): Promise<number> {
+  const server = net.createServer()
+  const port = await listen(server, host)
+  await closeServer(server)
+  return port
 }
 
 export type LogLine = Record<string, unknown> & { msg?: string; level?: number }
@@ -223,6 +259,49 @@ export class EchoBackend {
     for (const s of this.sockets) s.destroy()
     await closeServer(this.server)
   }
+}
+
+/**
+ * A backend that is slow to accept, on loopback: a child process listens (backlog 1) and sleeps
+ * without ever accepting; fillers take every place in its accept queue, after which the kernel
+ * drops new SYNs, so a connect to it hangs until the connector's own timeout. Killed by PID and
+ * its fillers closed when the test ends. Resolves with its port.
+ */
+export async function hangingBackend(t: { teardown(fn: () => unknown): void }, host = '127.0.0.1'): Promise<number> {
+  const script = `const s = require('node:net').createServer();
+s.listen({ host: ${JSON.stringify(host)}, port: 0, backlog: 1 }, () => {
+  process.stdout.write(s.address().port + '\\n');
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0);
+});`
+  const [cmd, ...args] = nodeCommand('-e', script)
+  const proc = spawn(cmd!, args, { stdio: ['ignore', 'pipe', 'inherit'], env: childEnv() })
+  const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)))
+  t.teardown(() => stopChild(proc, exited, 1000))
+  const port = await within(10_000, 'the hanging backend to listen', new Promise<number>((resolve, reject) => {
+    let out = ''
+    proc.stdout!.setEncoding('utf8').on('data', (c: string) => {
+      out += c
+      if (out.includes('\n')) resolve(Number(out.trim()))
+    })
+    void exited.then((code) => reject(new Error(`the hanging backend exited (${code})`)))
+  }))
+  const fillers: Socket[] = []
+  t.teardown(() => fillers.forEach((s) => s.destroy()))
+  // Linux queues backlog + 1 connections; connect until one hangs (its SYN was dropped).
+  for (let i = 0; i < 8; i++) {
+    const filler = net.connect({ port, host })
+    filler.on('error', () => {})
+    fillers.push(filler)
+    const connected = await new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => resolve(false), 300)
+      filler.once('connect', () => {
+        clearTimeout(timer)
+        resolve(true)
+      })
+    })
+    if (!connected) return port
+  }
+  throw new Error('the hanging backend kept accepting: its accept queue never filled')
 }
 
 export function connect(port: number, host = '127.0.0.1', localAddress?: string): Promise<Socket> {

@@ -4,7 +4,7 @@
  */
 import net, { type Server, type Socket } from 'node:net'
 import { acceptProxy, type ProxyHeader } from '../../lib/proxy-protocol/index.js'
-import { closeServer, listen } from './index.js'
+import { closeServer, eventually, listen } from './index.js'
 
 export interface Seen {
   header: ProxyHeader
@@ -62,37 +62,14 @@ export class ProxyBackend {
   }
 }
 
-
-export function canUseIPv6(): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = net.createServer()
-    s.once('error', () => resolve(false))
-    s.listen(0, '::1', () => s.close(() => resolve(true)))
-  })
-}
-
-/** A port free right now on 127.0.0.1 (for servers that cannot listen on port 0 and report it). */
-export async function freePort(host = '127.0.0.1'): Promise<number> {
-  const server = net.createServer()
-  const port = await listen(server, host)
-  await closeServer(server)
-  return port
-}
-
-/** Resolves once something accepts connections on host:port (bounded by the caller). */
+/** Resolves once something accepts connections on host:port; rejects after `timeoutMs`. */
 export async function waitConnectable(port: number, host = '127.0.0.1', timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const s = net.connect({ port, host })
-      s.once('connect', () => {
-        s.destroy()
-        resolve(true)
-      })
-      s.once('error', () => resolve(false))
+  await eventually(`something listening on ${host}:${port}`, () => new Promise<boolean>((resolve) => {
+    const s = net.connect({ port, host })
+    s.once('connect', () => {
+      s.destroy()
+      resolve(true)
     })
-    if (ok) return
-    if (Date.now() > deadline) throw new Error(`nothing listening on ${host}:${port} after ${timeoutMs}ms`)
-    await new Promise((r) => setTimeout(r, 50))
-  }
+    s.once('error', () => resolve(false))
+  }), timeoutMs, 50)
 }

@@ -6,9 +6,9 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
-import { connect, readLine, spawnL4lb, spawnPeer, within, type L4lbProcess } from '../helpers/index.js'
+import { connect, freePort, readLine, spawnL4lb, spawnPeer, within, type L4lbProcess } from '../helpers/index.js'
 import { PLANES, planeArgs, planeSkip, type Plane } from '../helpers/planes.js'
-import { ProxyBackend, freePort, waitConnectable } from '../helpers/proxy.js'
+import { ProxyBackend, waitConnectable } from '../helpers/proxy.js'
 
 const HAPROXY = '/usr/sbin/haproxy'
 

@@ -6,8 +6,8 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
-import { connect, readLine, spawnL4lb, spawnPeer, within } from '../helpers/index.js'
-import { canUseIPv6, freePort, waitConnectable } from '../helpers/proxy.js'
+import { canUseIPv6, connect, freePort, readLine, spawnL4lb, spawnPeer, within } from '../helpers/index.js'
+import { waitConnectable } from '../helpers/proxy.js'
 import { PLANES, planeArgs, planeSkip } from '../helpers/planes.js'
 
 const NGINX = '/usr/sbin/nginx'

@@ -12,15 +12,7 @@
 
 #include "../../lib/native/src/admit.h"
 
-static int failures;
-#define CHECK(cond)                                                            \
-  do {                                                                         \
-    if (!(cond)) {                                                             \
-      fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
-      failures++;                                                              \
-      return;                                                                  \
-    }                                                                          \
-  } while (0)
+#include "check.h"
 
 /* A source from text, through a sockaddr as accept4 hands it (so mapped forms go the real way). */
 static l4_source src(const char *text) {

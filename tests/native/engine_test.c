@@ -20,24 +20,7 @@
 #include "../../lib/native/src/engine.h"
 #include "../../lib/native/src/proxy.h"
 
-static int failures;
-#define CHECK(cond)                                                            \
-  do {                                                                         \
-    if (!(cond)) {                                                             \
-      fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
-      failures++;                                                              \
-      return;                                                                  \
-    }                                                                          \
-  } while (0)
-
-/* as CHECK, but goes on: for cases with a thread to join before returning */
-#define EXPECT(cond)                                                           \
-  do {                                                                         \
-    if (!(cond)) {                                                             \
-      fprintf(stderr, "%s:%d: EXPECT failed: %s\n", __FILE__, __LINE__, #cond); \
-      failures++;                                                              \
-    }                                                                          \
-  } while (0)
+#include "check.h"
 
 static uint64_t now_ms(void) {
   struct timespec ts;

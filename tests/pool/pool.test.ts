@@ -1,5 +1,5 @@
 import t from 'tap'
-import { Pool, PASSIVE_AVOID_MS, RAMP_STEPS, WEIGHT_SCALE, type PoolClock } from '../../lib/pool/index.js'
+import { MAX_QUEUE, Pool, PASSIVE_AVOID_MS, RAMP_STEPS, WEIGHT_SCALE, type PoolClock } from '../../lib/pool/index.js'
 import type { BackendConfig } from '../../lib/config/index.js'
 
 function backend(name: string, extra: Partial<BackendConfig> = {}): BackendConfig {
@@ -166,4 +166,57 @@ t.test('a reload keeps what it may: health, admin state, counters; new backends 
   t.equal(p.byName('10.0.0.4:80')!.state, 'starting')
   t.equal(p.byId(2)!.current, false, 'the removed backend is kept for its connections, out of the pool')
   t.not(p.byName('10.0.0.4:80')!.id, 2, 'slots are never reused')
+})
+
+t.test('least-conn still sees live counts after a reload added a backend that is not up yet', async (t) => {
+  const p = pool({ balance: 'least-conn', backends: configs.slice(0, 2), checked: true })
+  for (const b of p.backends) p.setHealth(b.id, true, 'first check passed')
+  // The new backend is `starting`: the usable set is unchanged, but the counts array grew.
+  p.update({ balance: 'least-conn', backends: configs, addresses, checked: true })
+  t.equal(p.byName('10.0.0.3:80')!.state, 'starting')
+  const first = p.byName('10.0.0.1:80')!
+  const second = p.byName('10.0.0.2:80')!
+  for (let i = 0; i < 3; i++) p.connectionOpened(first)
+  const picks = new Set([p.pick(0)!.name, p.pick(0)!.name])
+  t.same([...picks], [second.name], 'both picks go to the idle backend (a picker left on the old counts would alternate)')
+})
+
+t.test('maxConns: a full backend queues connections in order and hands a freed slot to the first', async (t) => {
+  const p = pool({ backends: [backend('10.0.0.1:80', { maxConns: 2 }), backend('10.0.0.2:80')] })
+  const [limited, open] = p.backends as [NonNullable<(typeof p.backends)[0]>, NonNullable<(typeof p.backends)[0]>]
+  t.ok(p.tryTake(limited) && p.tryTake(limited), 'two slots')
+  t.notOk(p.tryTake(limited), 'no third')
+  t.ok(Array.from({ length: 5 }, () => p.tryTake(open)).every(Boolean), 'no limit without maxConns')
+  const woken: string[] = []
+  const waiter = (name: string) => ({ wake: () => woken.push(name) })
+  const a = waiter('a')
+  const b = waiter('b')
+  const c = waiter('c')
+  t.ok(p.enqueue(limited, a) && p.enqueue(limited, b) && p.enqueue(limited, c))
+  t.equal(p.queued(limited), 3)
+  p.dequeue(limited, b)
+  t.equal(p.queued(limited), 2, 'a waiter that left is out of the queue')
+  p.giveBack(limited)
+  t.same(woken, ['a'], 'the freed slot goes to the first waiter')
+  t.notOk(p.tryTake(limited), 'and stays taken: a newcomer cannot jump the queue')
+  p.giveBack(limited)
+  p.giveBack(limited)
+  t.same(woken, ['a', 'c'])
+  t.ok(p.tryTake(limited), 'an empty queue frees the slot itself')
+  for (let i = 0; i < MAX_QUEUE; i++) p.enqueue(limited, waiter('x'))
+  t.notOk(p.enqueue(limited, waiter('y')), `a queue holds at most ${MAX_QUEUE}`)
+})
+
+t.test('only a change the pickers see rebuilds them and tells a data plane that picks by itself', async (t) => {
+  const p = pool({ slowStartMs: 10_000, clock: new FakeClock() })
+  let rebuilds = 0
+  p.onRebuild(() => rebuilds++)
+  p.update({ balance: 'round-robin', backends: configs, addresses, checked: false, slowStartMs: 10_000 })
+  t.equal(rebuilds, 0, 'a reload that changed nothing rebuilds nothing')
+  p.setAdmin(p.backends[0]!.id, 'drain')
+  t.equal(rebuilds, 1, 'a drain rebuilds once')
+  p.setWeight(p.backends[1]!.id, 2)
+  t.equal(rebuilds, 2, 'so does a weight change')
+  p.update({ balance: 'maglev', backends: configs, addresses, checked: false, slowStartMs: 10_000 })
+  t.equal(rebuilds, 3, 'and another algorithm')
 })

@@ -10,7 +10,8 @@ import {
   startInspector,
   uniqueIdTlv,
 } from '../../lib/proxy-protocol/index.js'
-import { closed, ipv6Available, listen, send } from './helpers.js'
+import { canUseIPv6 } from '../helpers/index.js'
+import { closed, listen, send } from './helpers.js'
 
 const EVENTS = ['data', 'end', 'close', 'error', 'readable'] as const
 /** Node adds listeners of its own to a socket; ours must leave the count where it found it. */
@@ -52,7 +53,7 @@ function readBytes(socket: Socket, count: number): Promise<Buffer> {
   })
 }
 
-const hosts = ['127.0.0.1', ...((await ipv6Available()) ? ['::1'] : [])]
+const hosts = ['127.0.0.1', ...((await canUseIPv6()) ? ['::1'] : [])]
 
 for (const host of hosts) {
   t.test(`over ${host}: the backend reads back the addresses of the real connection`, async (t) => {

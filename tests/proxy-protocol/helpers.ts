@@ -202,14 +202,6 @@ export function closed(socket: Socket): Promise<void> {
   return new Promise((resolve) => socket.once('close', () => resolve()))
 }
 
-export function ipv6Available(): Promise<boolean> {
-  return new Promise((resolve) => {
-    const server = createServer()
-    server.once('error', () => resolve(false))
-    server.listen(0, '::1', () => server.close(() => resolve(true)))
-  })
-}
-
 /** The `reason` of the ProxyHeaderError `fn` throws, or 'none'; any other error propagates. */
 export function refusal(fn: () => unknown): string {
   try {

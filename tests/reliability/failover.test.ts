@@ -1,16 +1,14 @@
 // Issue 12, items 0–2: no client lost at failover or reload. Each test is the operator's story
 // that failed on the code before the fix (see the issue's table).
-import { spawn, type ChildProcess } from 'node:child_process'
 import { readFileSync, writeFileSync, mkdtempSync, rmSync } from 'node:fs'
 import net, { type Socket } from 'node:net'
 import { tmpdir } from 'node:os'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { join } from 'node:path'
 import t from 'tap'
-import { EchoBackend, connect, eventually, readLine, spawnL4lb, whoAnswers, within, type L4lbProcess } from '../helpers/index.js'
+import { EchoBackend, connect, eventually, hangingBackend, readLine, spawnL4lb, whoAnswers, within, type L4lbProcess } from '../helpers/index.js'
 import { PLANES, planeArgs, planeSkip } from '../helpers/planes.js'
 import { TestPostgres, postgresUnavailable } from '../helpers/postgres.js'
-
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
 
 type Tap = { teardown(fn: () => unknown): void }
 
@@ -75,19 +73,8 @@ for (const plane of PLANES) for (const onDown of ['keep', 'shutdown'] as const) 
 }
 
 /** A listener whose accept queue is full: connects to it hang (SYNs dropped) until they time out. */
-async function blackhole(t: Tap): Promise<number> {
-  const child: ChildProcess = spawn('python3', ['-c', [
-    'import socket,time', 's=socket.socket()', "s.bind(('127.0.0.1',0))", 's.listen(0)',
-    'print(s.getsockname()[1], flush=True)', 'time.sleep(60)',
-  ].join('\n')], { stdio: ['ignore', 'pipe', 'inherit'] })
-  t.teardown(() => child.kill('SIGKILL'))
-  const port = Number(await within(20_000, 'the blackhole port', new Promise<string>((resolve) => child.stdout!.once('data', (d: Buffer) => resolve(d.toString())))))
-  // One connection fills a backlog-0 queue; every later SYN is dropped.
-  const filler = net.connect(port, '127.0.0.1')
-  filler.on('error', () => {})
-  t.teardown(() => filler.destroy())
-  await new Promise((resolve) => filler.once('connect', resolve))
-  return port
+function blackhole(t: Tap): Promise<number> {
+  return hangingBackend(t)
 }
 
 for (const plane of PLANES) {
