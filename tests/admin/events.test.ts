@@ -7,6 +7,7 @@ function runtimeOf(services: Record<string, Record<string, number>>): Runtime {
   const map = new Map(Object.entries(services).map(([name, backends]) => [name, {
     name,
     pool: { backends: Object.entries(backends).map(([b, connectionsTotal]) => ({ name: b, connectionsTotal })) },
+    connectionsTotal: (b: { connectionsTotal: number }) => b.connectionsTotal,
   }]))
   return { services: map } as unknown as Runtime
 }
