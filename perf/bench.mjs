@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync, readFileSync, writeFileSync, mkdirSync } from 'nod
 import { tmpdir, availableParallelism, release } from 'node:os';
 import { join, dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import http from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ProcessSet, PortPool, cpuTicks, cpuSplit, descendants, statusKb, waitListening, tail, TICKS_PER_SECOND } from './lib/procs.mjs';
@@ -375,8 +375,8 @@ async function startTcpTargets({ ids, opts, procs, dir, ports, cpus, l4lbBin, we
       Object.assign(t, { label: 'l4lb', short: 'l4lb', http: await ports.take(), bulk: await ports.take() });
       // One process per listener: round-robin over the two web backends, and a single iperf3
       // backend so iperf3's control and data connections reach the same server.
-      const a = await startL4lb(procs, 'l4lb-http', l4lbBin, { listen: t.http, backends: web }, cpus.proxy);
-      const b = await startL4lb(procs, 'l4lb-bulk', l4lbBin, { listen: t.bulk, backends: [iperf] }, cpus.proxy);
+      const a = await startL4lb(procs, 'l4lb-http', l4lbBin, { listen: t.http, backends: web, ...nodePlane(l4lbBin) }, cpus.proxy);
+      const b = await startL4lb(procs, 'l4lb-bulk', l4lbBin, { listen: t.bulk, backends: [iperf], ...nodePlane(l4lbBin) }, cpus.proxy);
       t.pids.push(a.pid, b.pid);
       t.names = ['http', 'bulk'];
     } else if (id === 'l4lb-bin' || id === 'l4lb-bare') {
@@ -384,8 +384,8 @@ async function startTcpTargets({ ids, opts, procs, dir, ports, cpus, l4lbBin, we
       // hand (its sh line sets the tunables) and `node bin/l4lb` without any tunables.
       const start = id === 'l4lb-bin' ? 'bin' : 'bare';
       Object.assign(t, { label: start === 'bin' ? 'l4lb started as bin/l4lb' : 'l4lb, node bin/l4lb, no tunables', short: id, http: await ports.take(), bulk: await ports.take() });
-      const a = await startL4lb(procs, `${id}-http`, l4lbBin, { listen: t.http, backends: web, start }, cpus.proxy);
-      const b = await startL4lb(procs, `${id}-bulk`, l4lbBin, { listen: t.bulk, backends: [iperf], start }, cpus.proxy);
+      const a = await startL4lb(procs, `${id}-http`, l4lbBin, { listen: t.http, backends: web, start, ...nodePlane(l4lbBin) }, cpus.proxy);
+      const b = await startL4lb(procs, `${id}-bulk`, l4lbBin, { listen: t.bulk, backends: [iperf], start, ...nodePlane(l4lbBin) }, cpus.proxy);
       t.pids.push(a.pid, b.pid);
       t.names = ['http', 'bulk'];
     } else if (id === 'l4lb-native') {
@@ -420,6 +420,20 @@ async function startTcpTargets({ ids, opts, procs, dir, ports, cpus, l4lbBin, we
 
 const TCP_TARGETS = ['direct', 'haproxy', 'haproxy-mt', 'nginx', 'l4lb'];
 /** Run only when named in --targets. */
+/**
+ * The `l4lb` targets (and l4lb-bin/-bare) are the node plane: since dataPlane defaults to auto,
+ * a plain start would run native where the addon is built, and l4lb-native is that column.
+ * Checkouts from before --data-plane existed get no flag (they are node-only anyway).
+ */
+const nodePlaneFlags = new Map();
+function nodePlane(bin) {
+  if (!nodePlaneFlags.has(bin)) {
+    const help = spawnSync(process.execPath, [bin, 'run', '--help'], { encoding: 'utf8', env: { ...process.env, NODE_OPTIONS: '' } });
+    nodePlaneFlags.set(bin, `${help.stdout}${help.stderr}`.includes('--data-plane') ? { dataPlane: 'node' } : {});
+  }
+  return nodePlaneFlags.get(bin);
+}
+
 const OPTIONAL_TCP_TARGETS = ['node-floor', 'haproxy-splice', 'l4lb-native', 'l4lb-bin', 'l4lb-bare'];
 
 async function runTcp({ opts, procs, dir, ports, cpus, l4lbBin }) {
