@@ -304,6 +304,11 @@ export function installSignals(runtime: Runtime, flush: (timeoutMs?: number) => 
 }
 
 export async function main(argv: readonly string[]): Promise<void> {
+  // `l4lb map … | head`: a reader that stops early is not an error (and no stack trace).
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0)
+    throw err
+  })
   const program = buildProgram()
   const unknown = unknownCommandLine(program, argv.slice(2))
   if (unknown) {

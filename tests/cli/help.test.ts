@@ -1,10 +1,11 @@
 import t from 'tap'
+import { spawn } from 'node:child_process'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { buildProgram } from '../../lib/cli/index.js'
 import { MAIN_FLAGS, MAX_HELP_WIDTH, unknownCommandLine } from '../../lib/cli/help.js'
-import { EchoBackend, runL4lb, spawnL4lb } from '../helpers/index.js'
+import { BIN, EchoBackend, childEnv, nodeCommand, runL4lb, spawnL4lb, within } from '../helpers/index.js'
 
 t.test('l4lb --help shows the main flags of run, not just the subcommands', async (t) => {
   const { code, stdout } = await runL4lb(['--help'])
@@ -64,4 +65,15 @@ t.test('status: no --admin and no config with an admin key says so (exit 2) inst
   const status = await runL4lb(['status', '-c', file])
   t.equal(status.code, 0, status.stderr)
   t.match(status.stdout, new RegExp(`^service app \\(tcp\\) on 127\\.0\\.0\\.1:${lb.ports[0]}`))
+})
+
+t.test('help into a pipe whose reader has gone: exit 0, no stack trace (l4lb --help | head -1)', async (t) => {
+  const [cmd, ...args] = nodeCommand(BIN, '--help')
+  const child = spawn(cmd!, args, { stdio: ['ignore', 'pipe', 'pipe'], env: childEnv() })
+  child.stdout.destroy() // the reader is gone before l4lb writes a byte
+  let stderr = ''
+  child.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c))
+  const code = await within(15_000, 'l4lb --help to exit', new Promise<number | null>((resolve) => child.once('close', resolve)))
+  t.equal(stderr, '', 'nothing on stderr')
+  t.equal(code, 0)
 })
