@@ -52,7 +52,7 @@ export class ServiceHandle {
    * in the engine's shared counts.
    */
   connectionsTotal(backend: Backend): number {
-    return this.tcp instanceof NativeTcpService ? this.tcp.connectionsTotal(backend) : backend.connectionsTotal
+    return this.tcp?.connectionsTotal(backend) ?? backend.connectionsTotal
   }
 
   /** TCP connections plus UDP sessions. */

@@ -9,7 +9,7 @@ import { CidrList, canonicalIp, formatHostPort, type HostPort } from '../address
 import type { ServiceConfig } from '../config/index.js'
 import { DataPath, FlowTable, bindWithFallback, dispositionOf } from '../flow/index.js'
 import type { AcceptProxyOptions, Endpoint } from '../proxy-protocol/index.js'
-import type { Pool, StateChange } from '../pool/index.js'
+import type { Backend, Pool, StateChange } from '../pool/index.js'
 import { TcpConnection, ignore, type ConnectionOwner, type TcpCloseReason } from './connection.js'
 import type { CloseReason, SpliceResult } from './splice.js'
 
@@ -100,6 +100,11 @@ export class TcpService extends DataPath implements ConnectionOwner {
   stopAccepting(): Promise<void> {
     for (const s of this.#servers) if (s.listening) s.close()
     return Promise.resolve()
+  }
+
+  /** Connections proxied to `backend` so far: the node plane counts each at open. */
+  connectionsTotal(backend: Backend): number {
+    return backend.connectionsTotal
   }
 
   /**

@@ -1091,6 +1091,12 @@ static inline void count_bytes(struct conn *c, int dir, uint64_t n) {
  * when a direction switches, and a splice read's EAGAIN always means "the source is empty"
  * (the pipe is empty then), never "the pipe is full".
  */
+/* The source of direction `dir` sent its FIN (a read of 0, by recv or by splice). */
+static void source_ended(struct conn *c, int dir) {
+  c->eof[dir] = 1;
+  set_reason(c, dir ? L4_BACKEND_CLOSED : L4_CLIENT_CLOSED);
+}
+
 static void conn_pump(struct conn *c, int dir) {
   struct thread *t = c->thread;
   struct buffer *b = &c->buf[dir];
@@ -1145,8 +1151,7 @@ static void conn_pump(struct conn *c, int dir) {
         continue;
       }
       if (n == 0) {
-        c->eof[dir] = 1;
-        set_reason(c, dir ? L4_BACKEND_CLOSED : L4_CLIENT_CLOSED);
+        source_ended(c, dir);
         continue;
       }
       if (errno == EINTR) continue;
@@ -1177,8 +1182,7 @@ static void conn_pump(struct conn *c, int dir) {
       continue;
     }
     if (n == 0) {
-      c->eof[dir] = 1;
-      set_reason(c, dir ? L4_BACKEND_CLOSED : L4_CLIENT_CLOSED);
+      source_ended(c, dir);
       continue;
     }
     if (errno == EINTR) continue;
